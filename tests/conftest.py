@@ -1,0 +1,27 @@
+"""Shared test set-up: a non-interactive matplotlib, and the real DSB data when it is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+# The real Data Science Bowl training images, when this machine has them (never in the repo).
+REAL_DSB = Path(
+    os.environ.get(
+        "UNET_LESSON_REAL_DSB",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018" / "stage1_train",
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def real_dsb_root() -> Path:
+    """The real stage1_train folder; tests that use it skip cleanly where it is absent."""
+    if not REAL_DSB.is_dir():
+        pytest.skip(f"real DSB 2018 data not found at {REAL_DSB} (set UNET_LESSON_REAL_DSB)")
+    return REAL_DSB

@@ -1,0 +1,71 @@
+"""Every notebook follows the course skeleton; nbval (run by `pytest`) executes them.
+
+These are structural checks on the stored notebooks: they catch a notebook whose setup cell
+drifted from the others, lost its summary or exercises, stores an error, or grew too heavy.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+MAX_BYTES = 1_500_000
+
+
+def _load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _source(cell):
+    return "".join(cell["source"])
+
+
+def _setup_cell(nb):
+    return next(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_notebooks_exist_and_are_numbered_uniquely():
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert numbers, "no notebooks found"
+    assert len(numbers) == len(set(numbers))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_skeleton(path):
+    nb = _load(path)
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
+    markdown = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
+    assert re.search(r"^#+ .*Summary", markdown, re.M), "no Summary section"
+    assert re.search(r"^#+ .*Exercises", markdown, re.M), "no Exercises section"
+    assert "<details>" in markdown, "exercises need revealable solutions (<details>)"
+    code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
+    assert "env.setup(" in _setup_cell(nb), "the first code cell must be the setup cell"
+    assert "cuda" not in code.replace("torch.cuda", ""), "never hard-code a device"
+    if path.name[:2] not in {"00"}:
+        assert re.search(r"^#+ .*[Cc]heck", markdown, re.M), "no check-against-the-package section"
+
+
+def test_setup_cells_are_identical_everywhere():
+    """One setup cell for the whole course: install in Colab, pick the device, seed, print."""
+    setups = {p.name: _setup_cell(_load(p)) for p in NOTEBOOKS}
+    assert len(set(setups.values())) == 1, setups
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_come_from_one_clean_run(path):
+    nb = _load(path)
+    counts = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"stored error output: {out.get('ename')}"
+            text = "".join(out.get("text", []))
+            assert "Traceback" not in text
+        if cell.get("execution_count") is not None:
+            counts.append(cell["execution_count"])
+    assert counts == list(range(1, len(counts) + 1)), "outputs are not from one top-to-bottom run"
+    assert path.stat().st_size < MAX_BYTES

@@ -1,0 +1,69 @@
+"""Plotting helpers: conversions are exact, figures have the promised layout."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from unet_lesson import plotting
+
+
+def test_to_display_handles_every_image_kind():
+    grey8 = np.array([[0, 255]], dtype=np.uint8)
+    assert np.allclose(plotting.to_display(grey8)[0, 1], [1, 1, 1])
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., 0] = 255
+    assert np.allclose(plotting.to_display(rgba)[0, 0], [1, 0, 0])
+    grey16 = np.array([[0, 65535]], dtype=np.uint16)
+    assert plotting.to_display(grey16).max() == 1.0
+    chw = np.zeros((3, 5, 6), dtype=np.float32)
+    chw[1] = 2.0
+    chw[1, 0, 0] = 0.0
+    assert plotting.to_display(chw).shape == (5, 6, 3)
+    assert plotting.to_display(np.full((3, 3), 7.0)).max() == 0.0  # flat images stay defined
+
+
+def test_error_map_colours_each_outcome():
+    true = np.array([[1, 1, 0, 0]])
+    pred = np.array([[1, 0, 1, 0]])
+    rgb = plotting.error_map(true, pred)
+    colours = plotting.ERROR_COLOURS
+    assert np.allclose(rgb[0, 0], colours["true positive"])
+    assert np.allclose(rgb[0, 1], colours["false negative"])
+    assert np.allclose(rgb[0, 2], colours["false positive"])
+    assert np.allclose(rgb[0, 3], 0)
+
+
+def test_outlines_mark_only_nucleus_borders():
+    labels = np.zeros((9, 9), dtype=int)
+    labels[2:7, 2:7] = 1
+    rgb = plotting.overlay_outlines(np.zeros((9, 9)), labels)
+    marked = np.all(np.isclose(rgb, plotting.OUTLINE_TRUE), axis=-1)
+    assert marked[2, 2:7].all() and marked[2:7, 2].all()  # the inner boundary
+    assert not marked[4, 4] and not marked[0, 0]  # not the centre, not the background
+
+
+def test_labels_to_rgb_gives_each_nucleus_a_colour():
+    labels = np.array([[0, 1], [2, 2]])
+    rgb = plotting.labels_to_rgb(labels)
+    assert np.allclose(rgb[0, 0], 0)
+    assert not np.allclose(rgb[0, 1], rgb[1, 0])
+    assert np.allclose(rgb[1, 0], rgb[1, 1])
+
+
+@pytest.mark.parametrize("errors", [False, True])
+def test_comparison_columns_are_image_true_prediction(errors):
+    img = np.random.default_rng(0).random((16, 16))
+    lab = np.zeros((16, 16), dtype=int)
+    lab[4:9, 4:9] = 1
+    fig = plotting.show_comparison([img, img], [lab, lab], [lab, np.zeros_like(lab)],
+                                   row_titles=["a", "b"], errors=errors)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[:3] == ["image", "true mask", "prediction"]
+    assert len(fig.axes) == 2 * (4 if errors else 3)
+    plt.close(fig)
+
+
+def test_show_images_makes_a_grid():
+    fig = plotting.show_images([np.zeros((4, 4))] * 5, titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 6 and fig.axes[4].get_title() == "e"
+    plt.close(fig)

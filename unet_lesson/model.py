@@ -1,0 +1,397 @@
+r"""The U-Net of Ronneberger, Fischer & Brox (MICCAI 2015, arXiv:1505.04597), one class per idea.
+
+Read it top to bottom beside the paper's Figure 1 and section 2:
+
+* :class:`DoubleConv` - two unpadded 3x3 convolutions, each followed by a ReLU (the blue arrows).
+* :class:`Down` - a 2x2 max-pool with stride 2, then a double convolution that doubles the
+  channels (red arrow, then blue arrows): one step of the *contracting path*.
+* :class:`Bottleneck` - the lowest step (1024 channels) with the paper's drop-out "at the end of
+  the contracting path".
+* :class:`Up` - one step of the *expansive path*: a 2x2 "up-convolution" that halves the
+  channels (green arrow), a centre crop of the matching contracting feature map (the crop is
+  needed "due to the loss of border pixels in every convolution"), concatenation (grey arrow)
+  and a double convolution.
+* :class:`UNet` - the whole network with the final 1x1 convolution to ``num_classes`` maps.
+
+Paper configuration: ``UNet(in_channels=1, num_classes=2)``: a 572x572 tile in, 388x388 out,
+23 convolution layers, 31,030,658 parameters, He initialisation (section 3).
+
+Where we depart from the paper, we say so and it is an option:
+
+* ``padding="same"`` pads every 3x3 convolution so feature maps keep their size (no crop
+  needed). Inputs whose size is not a multiple of ``2**depth`` are mirror-padded up to the next
+  multiple and the output is cropped back, so any size works.
+* ``batch_norm=True`` adds batch normalisation after each 3x3 convolution (Ioffe & Szegedy 2015;
+  not in the paper, but it makes training far less sensitive to the learning rate).
+* ``up_mode="bilinear"`` replaces the learned 2x2 up-convolution by bilinear up-sampling
+  followed by a 1x1 convolution that halves the channels (fewer parameters, no checkerboard).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PADDINGS = ("valid", "same")
+UP_MODES = ("transpose", "bilinear")
+
+
+# --------------------------------------------------------------------------------------------
+# Size arithmetic (section 2: "it is important to select the input tile size such that all
+# 2x2 max-pooling operations are applied to a layer with an even x- and y-size")
+# --------------------------------------------------------------------------------------------
+
+
+def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> list[tuple[str, int]]:
+    """Every spatial size the network passes through, as ``(stage, size)`` pairs.
+
+    For the paper's 572 tile: 570, 568 | 284, 282, 280 | ... | 32, 30, 28 | 56, 54, 52 | ... 388.
+    Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
+    """
+    _check_choice("padding", padding, PADDINGS)
+    shrink = 2 if padding == "valid" else 0  # pixels lost per unpadded 3x3 convolution
+    stages: list[tuple[str, int]] = []
+    size = input_size
+
+    def conv(stage: str) -> None:
+        nonlocal size
+        size -= shrink
+        if size < 1:
+            raise ValueError(f"input size {input_size} is too small: {stage} has size {size}")
+        stages.append((stage, size))
+
+    for level in range(depth + 1):  # contracting path; level == depth is the bottleneck
+        if level > 0:
+            if size % 2:
+                raise ValueError(
+                    f"input size {input_size}: the max-pool before level {level} meets the odd "
+                    f"size {size}"
+                )
+            size //= 2
+            stages.append((f"pool {level}", size))
+        name = "bottleneck" if level == depth else f"down {level}"
+        conv(f"{name} conv a")
+        conv(f"{name} conv b")
+    for level in range(depth - 1, -1, -1):  # expansive path
+        size *= 2
+        stages.append((f"up {level} up-conv", size))
+        conv(f"up {level} conv a")
+        conv(f"up {level} conv b")
+    return stages
+
+
+def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
+    """Spatial size of the output map for a square input tile (572 -> 388 in the paper).
+
+    With ``padding="same"`` the output always has the input's size (see :class:`UNet`).
+    """
+    if padding == "same":
+        if input_size < 1:
+            raise ValueError(f"input size must be positive, got {input_size}")
+        return input_size
+    return feature_sizes(input_size, depth, padding)[-1][1]
+
+
+def is_legal_size(input_size: int, depth: int = 4, padding: str = "valid") -> bool:
+    """True if a tile of this size passes through the network without rounding.
+
+    ``valid``: every pooled size even and every size positive (572 yes, 570 no).
+    ``same``: a multiple of ``2**depth`` (other sizes still work, by padding).
+    """
+    if padding == "same":
+        return input_size >= 1 and input_size % 2**depth == 0
+    try:
+        feature_sizes(input_size, depth, padding)
+    except ValueError:
+        return False
+    return True
+
+
+def legal_sizes_near(
+    input_size: int, depth: int = 4, padding: str = "valid"
+) -> tuple[int | None, int]:
+    """The nearest legal tile sizes at or below and at or above ``input_size``.
+
+    For ``valid`` padding they are the sizes ``2**depth * m + 4 * (2**depth - 1)`` (572 = 16*32 +
+    60 for depth 4). The first entry is ``None`` when no legal size lies below.
+    """
+    _check_choice("padding", padding, PADDINGS)
+    step = 2**depth
+    offset = 0 if padding == "same" else 4 * (step - 1)
+    smallest = step if padding == "same" else _smallest_valid(depth)
+    below = offset + step * math.floor((input_size - offset) / step)
+    below = below if below >= smallest else None
+    above = max(smallest, offset + step * math.ceil((input_size - offset) / step))
+    return below, above
+
+
+def _smallest_valid(depth: int) -> int:
+    step, offset = 2**depth, 4 * (2**depth - 1)
+    size = offset + step
+    while not is_legal_size(size, depth, "valid"):
+        size += step
+    return size
+
+
+def input_size_for_output(out_size: int, depth: int = 4, padding: str = "valid") -> int:
+    """The smallest legal input tile whose output is at least ``out_size`` (for overlap-tiling)."""
+    if padding == "same":
+        return 2**depth * math.ceil(out_size / 2**depth)
+    size = _smallest_valid(depth)
+    while output_size(size, depth) < out_size:
+        size += 2**depth
+    return size
+
+
+def check_input_size(height: int, width: int, depth: int = 4, padding: str = "valid") -> None:
+    """Raise a ``ValueError`` naming the nearest legal sizes if a ``valid`` tile is illegal."""
+    if padding == "same":
+        return
+    for axis, size in (("height", height), ("width", width)):
+        if not is_legal_size(size, depth, padding):
+            below, above = legal_sizes_near(size, depth, padding)
+            nearest = f"{below} or {above}" if below is not None else f"{above}"
+            raise ValueError(
+                f"input {axis} {size} is not a legal tile size for a valid-padding U-Net of depth "
+                f"{depth} (every max-pool needs an even size, every size must stay positive); "
+                f"the nearest legal sizes are {nearest}. Crop or mirror-pad the image to one of "
+                f"them, or use padding='same'."
+            )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# The building blocks
+# --------------------------------------------------------------------------------------------
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each followed by a ReLU (optionally batch norm before the ReLU).
+
+    ``valid`` padding loses one pixel at each border per convolution: (B, C, 572, 572) ->
+    (B, out, 568, 568).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
+                 batch_norm: bool = False):
+        pad = 0 if padding == "valid" else 1
+        layers: list[nn.Module] = []
+        for c_in in (in_channels, out_channels):
+            # with batch norm the convolution's bias is redundant (the norm's shift replaces it)
+            layers.append(nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class Down(nn.Sequential):
+    """One step down the contracting path: 2x2 max-pool (stride 2), then a double convolution.
+
+    (B, C, 568, 568) -> pool -> (B, C, 284, 284) -> (B, 2C, 280, 280) for valid padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
+                 batch_norm: bool = False):
+        super().__init__(
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            DoubleConv(in_channels, out_channels, padding, batch_norm),
+        )
+
+
+class Bottleneck(nn.Sequential):
+    """The lowest step: pool, double convolution to 1024 channels, and the paper's drop-out.
+
+    "Drop-out layers at the end of the contracting path perform further implicit data
+    augmentation" (section 3.1). (B, 512, 64, 64) -> (B, 1024, 28, 28) for the 572 tile.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
+                 batch_norm: bool = False, dropout: float = 0.5):
+        super().__init__(
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            DoubleConv(in_channels, out_channels, padding, batch_norm),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+        )
+
+
+def center_crop(features: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Cut the central ``height x width`` window out of a (B, C, H, W) feature map."""
+    h, w = features.shape[-2:]
+    if height > h or width > w:
+        raise ValueError(f"cannot crop a {h}x{w} map to {height}x{width}")
+    top, left = (h - height) // 2, (w - width) // 2
+    return features[..., top : top + height, left : left + width]
+
+
+class Up(nn.Module):
+    """One step up the expansive path: up-convolution, crop-and-concatenate, double convolution.
+
+    (B, 1024, 28, 28) -> up-conv -> (B, 512, 56, 56); the skip (B, 512, 64, 64) is cropped to
+    56x56; concatenated (B, 1024, 56, 56) -> double conv -> (B, 512, 52, 52).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
+                 batch_norm: bool = False, up_mode: str = "transpose"):
+        super().__init__()
+        _check_choice("up_mode", up_mode, UP_MODES)
+        if up_mode == "transpose":
+            # the paper's 2x2 up-convolution: doubles the size, halves the channels
+            self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(in_channels, in_channels // 2, kernel_size=1),
+            )
+        self.conv = DoubleConv(in_channels // 2 + out_channels, out_channels, padding, batch_norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)  # (B, C/2, 2H, 2W)
+        skip = center_crop(skip, *x.shape[-2:])  # the copy from the contracting path
+        return self.conv(torch.cat([skip, x], dim=1))  # (B, C/2 + C_skip, 2H, 2W) -> conv
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UNetConfig:
+    """Everything needed to rebuild a :class:`UNet` (saved in checkpoints)."""
+
+    in_channels: int = 1  # 1 for the paper's grey images, 3 for RGB
+    num_classes: int = 2  # output maps; softmax over them gives class probabilities
+    base_channels: int = 64  # channels after the first double conv; doubled at each step down
+    depth: int = 4  # number of 2x2 max-pools (4 in the paper)
+    padding: str = "valid"  # "valid" as in the paper, or "same"
+    batch_norm: bool = False  # not in the paper
+    up_mode: str = "transpose"  # "transpose" (paper's up-convolution) or "bilinear"
+    dropout: float = 0.5  # drop-out at the end of the contracting path (rate not in the paper)
+
+
+class UNet(nn.Module):
+    """The U-Net. Defaults are the paper's network (1 input channel, 2 classes, valid padding)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, base_channels: int = 64,
+                 depth: int = 4, padding: str = "valid", batch_norm: bool = False,
+                 up_mode: str = "transpose", dropout: float = 0.5):
+        super().__init__()
+        _check_choice("padding", padding, PADDINGS)
+        _check_choice("up_mode", up_mode, UP_MODES)
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.config = UNetConfig(in_channels, num_classes, base_channels, depth, padding,
+                                 batch_norm, up_mode, dropout)
+        widths = [base_channels * 2**i for i in range(depth + 1)]  # 64, 128, 256, 512, 1024
+
+        # contracting path: a double conv at full size, then depth-1 steps down
+        self.inc = DoubleConv(in_channels, widths[0], padding, batch_norm)
+        self.downs = nn.ModuleList(
+            Down(widths[i], widths[i + 1], padding, batch_norm) for i in range(depth - 1)
+        )
+        self.bottleneck = Bottleneck(widths[-2], widths[-1], padding, batch_norm, dropout)
+        # expansive path: depth steps up, each halving the channels
+        self.ups = nn.ModuleList(
+            Up(widths[i + 1], widths[i], padding, batch_norm, up_mode)
+            for i in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)  # the final 1x1 conv
+        self.apply(init_he)
+
+    @classmethod
+    def from_config(cls, config: UNetConfig | dict) -> UNet:
+        """Rebuild a network from a :class:`UNetConfig` or its dict (as saved in a checkpoint)."""
+        return cls(**(asdict(config) if isinstance(config, UNetConfig) else config))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> logits (B, num_classes, H', W').
+
+        ``valid``: H' = output_size(H) (572 -> 388); illegal sizes raise a ``ValueError``.
+        ``same``: H' = H; sizes that are not multiples of 2**depth are mirror-padded and the
+        output cropped back.
+        """
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"expected a (batch, {self.config.in_channels}, height, width) tensor, "
+                f"got shape {tuple(x.shape)}"
+            )
+        height, width = x.shape[-2:]
+        check_input_size(height, width, self.config.depth, self.config.padding)
+        if self.config.padding == "same":
+            x = _pad_to_multiple(x, 2**self.config.depth)
+
+        skips = [self.inc(x)]  # (B, 64, 568, 568)
+        for down in self.downs:
+            skips.append(down(skips[-1]))  # (B, 128, 280, 280) (B, 256, 136, 136) (B, 512, 64, 64)
+        x = self.bottleneck(skips[-1])  # (B, 1024, 28, 28)
+        for up, skip in zip(self.ups, reversed(skips), strict=True):
+            # (B, 512, 52, 52) -> (B, 256, 100, 100) -> (B, 128, 196, 196) -> (B, 64, 388, 388)
+            x = up(x, skip)
+        logits = self.head(x)  # (B, num_classes, 388, 388)
+        if self.config.padding == "same":
+            logits = logits[..., :height, :width]
+        return logits
+
+    # size arithmetic for this network's depth and padding
+    def output_size(self, input_size: int) -> int:
+        """Output size for a square tile of ``input_size`` pixels."""
+        return output_size(input_size, self.config.depth, self.config.padding)
+
+    def legal_sizes_near(self, input_size: int) -> tuple[int | None, int]:
+        """Nearest legal tile sizes below and above ``input_size``."""
+        return legal_sizes_near(input_size, self.config.depth, self.config.padding)
+
+    def input_size_for_output(self, out_size: int) -> int:
+        """Smallest legal tile whose output covers ``out_size`` pixels."""
+        return input_size_for_output(out_size, self.config.depth, self.config.padding)
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Mirror-pad the bottom and right of (B, C, H, W) up to multiples of ``multiple``."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    # reflection needs the pad to be smaller than the image; tiny images repeat the edge instead
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def init_he(module: nn.Module) -> None:
+    r"""He initialisation as in the paper (section 3): weights from a Gaussian with standard
+    deviation :math:`\sqrt{2/N}`, N the number of incoming nodes of one neuron (for a 3x3
+    convolution with 64 input channels, N = 9 * 64 = 576). Biases start at zero.
+
+    For a 2x2 up-convolution with stride 2 each output pixel sees exactly one kernel position
+    of every input channel, so N is the number of input channels.
+    """
+    if isinstance(module, nn.ConvTranspose2d):
+        fan_in = module.in_channels
+    elif isinstance(module, nn.Conv2d):
+        fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+    else:
+        return
+    nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_in))
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def conv_layers(module: nn.Module) -> list[nn.Module]:
+    """All convolution layers (3x3, 2x2 up-convolutions and 1x1), in order."""
+    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
