@@ -1,0 +1,125 @@
+"""Checkpoints that are whole or refused: written atomically, loaded safely, checked for config.
+
+A checkpoint holds everything needed to continue a run exactly: the model, optimiser, learning-
+rate scheduler and gradient scaler states, the epoch, the random-number generator states of
+Python, NumPy and PyTorch, the training history and the model's configuration.
+
+* Written to a temporary file in the same folder, flushed to disk, then renamed over the target
+  (``os.replace`` is atomic), so a crash mid-write never leaves a half checkpoint under the real
+  name.
+* Loaded with ``torch.load(..., weights_only=True)``: no arbitrary code runs from a file. All
+  states are therefore stored as tensors, numbers, strings, lists and dicts.
+* A file that is truncated, corrupt, of another format, or of another model configuration gives
+  a clear :class:`CheckpointError` instead of a deep traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "unet-lesson-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used (corrupt, incomplete, other format or other configuration)."""
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's and PyTorch's global generators, as safe-to-load values."""
+    # the legacy global generator, which libraries still draw from
+    np_state = np.random.get_state()  # noqa: NPY002  ('MT19937', uint32[624], pos, gauss...)
+    state = {
+        "python": _to_safe(random.getstate()),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators saved by :func:`rng_state`."""
+    random.setstate(_from_safe(state["python"]))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_safe(value):
+    """Tuples -> lists recursively (weights_only loading accepts lists, ints, floats, None)."""
+    if isinstance(value, tuple | list):
+        return [_to_safe(v) for v in value]
+    return value
+
+
+def _from_safe(value):
+    if isinstance(value, list):
+        return tuple(_from_safe(v) for v in value)
+    return value
+
+
+def save_checkpoint(path: str | Path, **state: Any) -> Path:
+    """Write ``state`` (plus the format marker) atomically to ``path``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never a half
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    expected_model_config: dict | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, refusing anything else.
+
+    ``expected_model_config``: if given, the checkpoint's ``model_config`` must equal it; the
+    error lists the differing fields.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train first, or check the path")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, unsafe content...
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (corrupt or incomplete: {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Delete it and train again, or resume from "
+            f"another checkpoint."
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a unet-lesson checkpoint (expected format {FORMAT})")
+    if expected_model_config is not None:
+        saved = state.get("model_config", {})
+        diff = {k: (saved.get(k), v) for k, v in expected_model_config.items() if saved.get(k) != v}
+        if diff:
+            details = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}"
+                                for k, (a, b) in diff.items())
+            raise CheckpointError(
+                f"{path} was trained with another model configuration ({details}). Use the "
+                f"matching configuration, or start a new run in another folder."
+            )
+    return state

@@ -1,0 +1,175 @@
+r"""Overlap-tile prediction for images of any size (paper, section 2 and Figure 2).
+
+"To predict the pixels in the border region of the image, the missing context is extrapolated by
+mirroring the input image." The image is mirror-padded, cut into tiles the network accepts, and
+each tile's output is written back where it belongs, so memory is bounded by the tile size,
+never by the image size.
+
+* ``valid`` padding: each input tile of size ``i`` yields the ``o = output_size(i)`` centre
+  pixels. Tiles advance by a multiple of ``2**depth`` so every tile's max-pool grid lines up with
+  the whole image's; the stitched result then *equals* a whole-image pass on the mirrored image.
+* ``same`` padding: tiles overlap and are blended with a smooth window, which hides the
+  zero-padding artefacts at tile borders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import input_size_for_output, output_size
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op elsewhere."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _blend_window(size: int, margin: int) -> np.ndarray:
+    """A 1-D weight: a linear ramp over ``margin`` pixels at each end, 1 in the middle."""
+    w = np.ones(size, dtype=np.float32)
+    if margin > 0:
+        ramp = (np.arange(margin, dtype=np.float32) + 1) / (margin + 1)
+        w[:margin], w[-margin:] = ramp, ramp[::-1]
+    return w
+
+
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Tile origins covering ``length`` pixels: every ``stride``, the last flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+@torch.no_grad()
+def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: int | None = None,
+                  batch_size: int = 4, device: torch.device | None = None, amp: bool = True,
+                  tta: bool = False, overlap: int | None = None) -> np.ndarray:
+    """Class probabilities (num_classes, H, W) for a (C, H, W) image of any size.
+
+    ``tile_size``: the output tile for ``valid`` padding (rounded up to a legal size; default
+    388 as in the paper's Figure 2), or the input tile for ``same`` (rounded up to a multiple of
+    ``2**depth``; default 256). ``tta``: also predict the horizontally, vertically and doubly
+    flipped image and average (test-time augmentation).
+    """
+    cfg = net.config
+    device = device or next(net.parameters()).device
+    image = torch.as_tensor(np.asarray(image, dtype=np.float32))
+    if image.ndim != 3 or image.shape[0] != cfg.in_channels:
+        raise ValueError(f"expected a ({cfg.in_channels}, H, W) image, got {tuple(image.shape)}")
+    was_training = net.training
+    net.eval()
+    try:
+        flips = [(), (-1,), (-2,), (-2, -1)] if tta else [()]
+        probs = None
+        for dims in flips:
+            flipped = image.flip(dims) if dims else image
+            p = _predict_once(net, flipped, tile_size, batch_size, device, amp, overlap)
+            p = p.flip(dims) if dims else p
+            probs = p if probs is None else probs + p
+        return (probs / len(flips)).numpy()
+    finally:
+        net.train(was_training)
+
+
+def _predict_once(net, image, tile_size, batch_size, device, amp, overlap) -> torch.Tensor:
+    if net.config.padding == "valid":
+        return _predict_valid(net, image, tile_size or 388, batch_size, device, amp)
+    return _predict_same(net, image, tile_size or 256, batch_size, device, amp, overlap)
+
+
+def _run_tiles(net, tiles: list[torch.Tensor], batch_size, device, amp) -> list[torch.Tensor]:
+    """Softmax probabilities of each tile, computed ``batch_size`` tiles at a time."""
+    out = []
+    for i in range(0, len(tiles), batch_size):
+        batch = torch.stack(tiles[i : i + batch_size]).to(device)
+        if device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            logits = net(batch)
+        out.extend(torch.softmax(logits.float(), dim=1).cpu())
+    return out
+
+
+def _predict_valid(net, image, out_tile, batch_size, device, amp) -> torch.Tensor:
+    depth = net.config.depth
+    in_tile = input_size_for_output(out_tile, depth)  # e.g. 572 for 388
+    out_tile = output_size(in_tile, depth)
+    margin = (in_tile - out_tile) // 2  # 92 px of mirrored context on each side
+    stride = out_tile - out_tile % 2**depth  # keeps every tile's pooling grid aligned
+    _, height, width = image.shape
+    # tile origins at multiples of the stride (never flush with the end: that would break the
+    # pooling-grid alignment); the last tile may reach past the image into the mirrored border
+    rows = range(0, max(height - out_tile, 0) + stride, stride)
+    cols = range(0, max(width - out_tile, 0) + stride, stride)
+    pad_h, pad_w = rows[-1] + out_tile - height, cols[-1] + out_tile - width
+    # mirror the borders (numpy reflects repeatedly when the image is smaller than the pad)
+    padded = np.pad(image.numpy(), ((0, 0), (margin, margin + pad_h), (margin, margin + pad_w)),
+                    mode="symmetric")
+    padded = torch.from_numpy(padded)
+    probs = torch.zeros(net.config.num_classes, height + pad_h, width + pad_w)
+    origins = [(r, c) for r in rows for c in cols]
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start : start + batch_size]
+        tiles = [padded[:, r : r + in_tile, c : c + in_tile] for r, c in chunk]
+        for (r, c), p in zip(chunk, _run_tiles(net, tiles, batch_size, device, amp), strict=True):
+            probs[:, r : r + out_tile, c : c + out_tile] = p  # (K, o, o): the tile's valid centre
+    return probs[:, :height, :width]
+
+
+def _predict_same(net, image, in_tile, batch_size, device, amp, overlap) -> torch.Tensor:
+    step = 2**net.config.depth
+    tile = step * math.ceil(in_tile / step)
+    overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile size {tile}), got {overlap}")
+    _, height, width = image.shape
+    # a side shorter than the tile is taken whole (the network mirror-pads it itself), so an
+    # image that fits in one tile gets exactly the whole-image prediction
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    win_h = torch.from_numpy(_blend_window(tile_h, overlap if height > tile else 0))
+    win_w = torch.from_numpy(_blend_window(tile_w, overlap if width > tile else 0))
+    window = win_h[:, None] * win_w[None, :]
+    probs = torch.zeros(net.config.num_classes, height, width)
+    weight = torch.zeros(height, width)
+    origins = [(r, c) for r in _tile_starts(height, tile_h, tile - overlap)
+               for c in _tile_starts(width, tile_w, tile - overlap)]
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start : start + batch_size]
+        tiles = [image[:, r : r + tile_h, c : c + tile_w] for r, c in chunk]
+        for (r, c), p in zip(chunk, _run_tiles(net, tiles, batch_size, device, amp), strict=True):
+            probs[:, r : r + tile_h, c : c + tile_w] += p * window
+            weight[r : r + tile_h, c : c + tile_w] += window
+    return probs / weight
+
+
+@torch.no_grad()
+def predict_whole(net: nn.Module, image: np.ndarray | torch.Tensor,
+                  device: torch.device | None = None) -> np.ndarray:
+    """Probabilities from one pass over the whole image (mirror-padded to a legal size for
+    ``valid``). The reference that :func:`predict_tiled` must equal; needs memory for the whole
+    image, so only for images that fit."""
+    cfg = net.config
+    device = device or next(net.parameters()).device
+    image = np.asarray(image, dtype=np.float32)
+    _, height, width = image.shape
+    net.eval()
+    if cfg.padding == "same":
+        x = torch.from_numpy(image)[None].to(device)
+        return torch.softmax(net(x), dim=1)[0].cpu().numpy()
+    # smallest legal input covering the image, its context mirrored exactly as the tiler does
+    in_h = input_size_for_output(height, cfg.depth)
+    in_w = input_size_for_output(width, cfg.depth)
+    margin = (in_h - output_size(in_h, cfg.depth)) // 2
+    padded = np.pad(image, ((0, 0), (margin, in_h - height - margin),
+                            (margin, in_w - width - margin)), mode="symmetric")
+    probs = torch.softmax(net(torch.from_numpy(padded)[None].to(device)), dim=1)[0]
+    return probs[:, :height, :width].cpu().numpy()
