@@ -67,3 +67,14 @@ def test_show_images_makes_a_grid():
     fig = plotting.show_images([np.zeros((4, 4))] * 5, titles=list("abcde"), ncols=3)
     assert len(fig.axes) == 6 and fig.axes[4].get_title() == "e"
     plt.close(fig)
+
+
+def test_plot_history_draws_loss_and_scores():
+    history = [{"epoch": 1, "train_loss": 1.0, "val_dice": 0.5, "val_dsb": 0.2},
+               {"epoch": 2, "train_loss": 0.5, "val_dice": None, "val_dsb": None},
+               {"epoch": 3, "train_loss": 0.3, "val_dice": 0.8, "val_dsb": 0.4}]
+    fig = plotting.plot_history(history)
+    loss_ax, score_ax = fig.axes
+    assert list(loss_ax.lines[0].get_ydata()) == [1.0, 0.5, 0.3]
+    assert [list(line.get_xdata()) for line in score_ax.lines] == [[1, 3], [1, 3]]
+    plt.close(fig)

@@ -134,3 +134,27 @@ def show_comparison(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarr
             axes[r, 0].set_ylabel(row_titles[r], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_history(history, title: str = "training"):
+    """Training curves from a history table (pandas DataFrame or list of dicts): the training
+    loss, and the validation Dice and DSB score per epoch. Returns the figure."""
+    import pandas as pd
+
+    df = pd.DataFrame(history)
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(df["epoch"], df["train_loss"], marker="o", ms=3, label="training loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_title(f"{title}: loss")
+    ax_loss.legend()
+    for column, label in [("val_dice", "validation Dice"), ("val_dsb", "validation DSB score")]:
+        if column in df and df[column].notna().any():
+            rows = df[df[column].notna()]
+            ax_score.plot(rows["epoch"], rows[column], marker="o", ms=3, label=label)
+    ax_score.set_ylim(0, 1)
+    ax_score.set_xlabel("epoch")
+    ax_score.set_title(f"{title}: validation scores")
+    ax_score.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,50 @@
+"""Shared by the benchmark scripts: where they ran, and how to time fairly."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"  # git-ignored
+
+
+def device_description(device: torch.device) -> str:
+    """'cuda (NVIDIA H100 80GB HBM3)' or 'cpu (Intel Xeon ..., 2 threads)'."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({cpu_name()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header(title: str, device: torch.device) -> None:
+    print(f"# {title}")
+    print(f"device : {device_description(device)}")
+    print(f"torch  : {torch.__version__}, python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs visible")
+    print(f"date   : {time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
