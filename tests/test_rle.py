@@ -94,6 +94,18 @@ def test_submission_round_trip(tmp_path):
         rle.read_submission_csv(tmp_path / "pairs.csv", {})
 
 
+def test_submission_rows_equal_encoding_each_full_mask():
+    labels = synthetic_nuclei((33, 47), 9, seed=3).astype(np.int64)
+    expected = [("im", rle.rle_encode(labels == k)) for k in range(1, 10)]
+    assert rle.submission_rows("im", labels) == expected
+    huge = np.where(labels > 0, labels * 10**9, 0)  # ids far beyond the pixel count
+    assert rle.submission_rows("im", huge) == expected
+    with pytest.raises(ValueError, match="image im: expected an integer label image"):
+        rle.submission_rows("im", labels.astype(float))
+    with pytest.raises(ValueError, match="image im: negative ids"):
+        rle.submission_rows("im", -labels)
+
+
 def _solution(tmp_path, rows, header="ImageId,EncodedPixels,Height,Width,Usage"):
     path = tmp_path / "stage1_solution.csv"
     path.write_text("\n".join([header, *rows]) + "\n")
