@@ -141,6 +141,27 @@ def test_solution_errors_name_the_file_and_line(tmp_path):
         rle.read_solution_csv(tmp_path / "nowhere.csv")
 
 
+def _real_labels(folder):
+    """A real image's label image from its one-PNG-per-nucleus masks (first mask wins)."""
+    from skimage.io import imread
+
+    masks = sorted((folder / "masks").glob("*.png"))
+    labels = np.zeros(imread(masks[0]).shape[:2], np.int32)
+    for k, path in enumerate(masks, start=1):
+        labels[(imread(path) > 0) & (labels == 0)] = k
+    return labels
+
+
+def test_real_masks_survive_the_solution_format(real_dsb_root, tmp_path):
+    folders = sorted(p for p in real_dsb_root.iterdir() if p.is_dir())[:3]
+    truth = {f.name: _real_labels(f) for f in folders}
+    rows = [f"{key},{text},{labels.shape[0]},{labels.shape[1]},Public"
+            for key, labels in truth.items() for _, text in rle.submission_rows(key, labels)]
+    solution = rle.read_solution_csv(_solution(tmp_path, rows))
+    for key, labels in truth.items():
+        np.testing.assert_array_equal(solution[key], labels)
+
+
 def test_overlapping_solution_masks_keep_the_first_and_warn(tmp_path):
     path = _solution(tmp_path, ["a,1 4,4,4,Public", "a,3 4,4,4,Public"])
     with pytest.warns(UserWarning, match=r"line 3 \(ImageId a\): 2 pixel\(s\) already belong"):

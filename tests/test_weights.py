@@ -132,3 +132,15 @@ def test_bad_label_images_are_refused():
         weights.weight_map(-np.ones((4, 4), dtype=np.int32))
     with pytest.raises(ValueError, match="tol must be >= 0"):
         weights.border_weights(np.zeros((4, 4), dtype=np.int32), tol=-1)
+
+
+def test_fast_equals_brute_force_on_a_real_image(real_dsb_root):
+    from skimage.io import imread
+
+    folder = sorted(p for p in real_dsb_root.iterdir() if p.is_dir())[1]
+    masks = sorted((folder / "masks").glob("*.png"))
+    labels = np.zeros(imread(masks[0]).shape[:2], np.int32)
+    for k, path in enumerate(masks, start=1):
+        labels[(imread(path) > 0) & (labels == 0)] = k
+    np.testing.assert_allclose(weights.border_weights(labels), brute_border(labels),
+                               rtol=0, atol=1e-4)
