@@ -144,3 +144,26 @@ def test_fast_equals_brute_force_on_a_real_image(real_dsb_root):
         labels[(imread(path) > 0) & (labels == 0)] = k
     np.testing.assert_allclose(weights.border_weights(labels), brute_border(labels),
                                rtol=0, atol=1e-4)
+
+
+def test_open_gaps_separates_every_touching_pair():
+    labels = CASES["dense clusters"]
+    touching = weights.touching_pixels(labels)
+    h, w = labels.shape
+    expected = np.zeros_like(touching)  # the definition, pixel by pixel
+    for y in range(h):
+        for x in range(w):
+            if labels[y, x] == 0:
+                continue
+            near = labels[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+            expected[y, x] = np.any((near > 0) & (near != labels[y, x]))
+    np.testing.assert_array_equal(touching, expected)
+    assert touching.any()
+    opened = weights.open_gaps(labels)
+    assert opened.dtype == labels.dtype
+    assert not weights.touching_pixels(opened).any()  # no two nuclei are neighbours any more
+    assert np.array_equal(opened[~touching], labels[~touching])
+    assert np.array_equal(np.unique(opened), np.unique(labels))  # no nucleus vanished here
+    # the gap is background with two nuclei close by: the border term is large on it
+    gap = touching & (opened == 0)
+    assert weights.border_weights(opened)[gap].mean() > 5
