@@ -123,6 +123,18 @@ def test_read_solution_csv(tmp_path):
     assert solution["empty"].shape == (8, 9) and solution["empty"].max() == 0
 
 
+def test_read_solution_csv_by_usage(tmp_path):
+    path = _solution(tmp_path, ["a,1 3,4,4,Private", "b,2 2,4,4,Ignored", "a,9 2,4,4,Private"])
+    assert set(rle.read_solution_csv(path)) == {"a", "b"}
+    private = rle.read_solution_csv(path, usage="Private")
+    assert set(private) == {"a"} and private["a"].max() == 2
+    assert set(rle.read_solution_csv(path, usage={"Private", "Ignored"})) == {"a", "b"}
+    no_usage = _solution(tmp_path, ["a,1 3,4,4"], header="ImageId,EncodedPixels,Height,Width")
+    assert set(rle.read_solution_csv(no_usage)) == {"a"}
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['Usage'\]"):
+        rle.read_solution_csv(no_usage, usage="Private")
+
+
 def test_solution_errors_name_the_file_and_line(tmp_path):
     path = _solution(tmp_path, ["a,1 3,4,4,Public"], header="ImageId,EncodedPixels,Height")
     with pytest.raises(ValueError, match=r"stage1_solution.csv: missing column\(s\) \['Width'\]"):

@@ -138,7 +138,8 @@ def write_submission(path, predictions: Mapping[str, np.ndarray] | Iterable) -> 
     return path
 
 
-def _read_rle_csv(path, required: tuple[str, ...], shapes: Mapping | None) -> dict:
+def _read_rle_csv(path, required: tuple[str, ...], shapes: Mapping | None,
+                  usage: frozenset[str] | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -147,11 +148,14 @@ def _read_rle_csv(path, required: tuple[str, ...], shapes: Mapping | None) -> di
     counts: dict[str, int] = {}
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
+        required = (*required, "Usage") if usage is not None else required
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}, "
                              f"expected {list(required)}")
         for row in reader:
+            if usage is not None and row["Usage"] not in usage:
+                continue
             image_id = row["ImageId"]
             where = f"{path}, line {reader.line_num} (ImageId {image_id})"
             try:
@@ -190,14 +194,17 @@ def _row_shape(row: dict, shapes: Mapping | None, image_id: str) -> tuple[int, i
     return height, width
 
 
-def read_solution_csv(path) -> dict[str, np.ndarray]:
+def read_solution_csv(path, usage: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """The stage-1 solution CSV as ``{ImageId: int32 label image (H, W)}``.
 
-    Columns ``ImageId, EncodedPixels, Height, Width`` (``Usage`` is read past). Nuclei are
-    numbered 1..N in file order; a row with empty EncodedPixels adds an image with no nucleus.
-    Errors name the file and line (see the module docstring for the rules).
+    Columns ``ImageId, EncodedPixels, Height, Width`` (and ``Usage``). Nuclei are numbered
+    1..N in file order; a row with empty EncodedPixels adds an image with no nucleus. With
+    ``usage`` (e.g. ``{"Private"}`` for stage 2's ``stage2_solution_final.csv``, whose
+    ``Ignored`` rows are not scored) only rows whose Usage is in it are read; by default all
+    are. Errors name the file and line (see the module docstring for the rules).
     """
-    return _read_rle_csv(path, SOLUTION_COLUMNS, None)
+    keep = None if usage is None else frozenset([usage] if isinstance(usage, str) else usage)
+    return _read_rle_csv(path, SOLUTION_COLUMNS, None, keep)
 
 
 def read_submission_csv(path, shapes: Mapping[str, tuple[int, int]]) -> dict[str, np.ndarray]:
