@@ -6,11 +6,16 @@ and merge some nuclei as a real network does. Prints the time of ``mean_dsb_scor
 matrices and the ten thresholds), of the one-pass IoU matrices alone, and of writing and reading
 back a submission file, with the machine it ran on. Target: well under a second.
 
-    PYTHONPATH=$PWD python benchmarks/bench_metrics.py
+With ``--real-dsb PATH/stage1_train`` it also reproduces the choice of the watershed defaults in
+``unet_lesson.instances``: every 10th real image, its true nuclei merged into one mask, blurred
+and noised as the "probability", scored by connected components and by watershed settings.
+
+    PYTHONPATH=$PWD python benchmarks/bench_metrics.py [--real-dsb PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import tempfile
@@ -20,7 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from unet_lesson import metrics, rle
-from unet_lesson.instances import fake_probability, synthetic_nuclei, watershed_split
+from unet_lesson.instances import (
+    connected_components,
+    fake_probability,
+    synthetic_nuclei,
+    watershed_split,
+)
 
 # (height, width, how many images): roughly the mix of stage1_test's 65 images
 SIZES = [(256, 256, 30), (256, 320, 8), (260, 347, 8), (512, 640, 6), (520, 696, 10),
@@ -61,7 +71,36 @@ def best_of(fn, repeats=3):
     return min(times), result
 
 
+def real_labels(folder: Path) -> np.ndarray:
+    """One real image's nuclei as a label image (its one-PNG-per-nucleus masks; first wins)."""
+    from skimage.io import imread
+
+    masks = sorted((folder / "masks").glob("*.png"))
+    labels = np.zeros(imread(masks[0]).shape[:2], np.int32)
+    for k, path in enumerate(masks, start=1):
+        labels[(imread(path) > 0) & (labels == 0)] = k
+    return labels
+
+
+def watershed_settings(root: Path) -> None:
+    folders = sorted(p for p in root.iterdir() if p.is_dir())[::10]
+    trues = [real_labels(f) for f in folders]
+    probs = [fake_probability(t, seed=0) for t in trues]
+    print(f"real images: {len(trues)} (every 10th of {root})")
+    methods = {"connected components": connected_components}
+    for smooth in (0.0, 1.0):
+        for h in (0.5, 2.0):
+            methods[f"watershed smooth={smooth:g} h={h:g}"] = (
+                lambda p, s=smooth, h=h: watershed_split(p, h=h, smooth=s))
+    for name, method in methods.items():
+        score = metrics.mean_dsb_score(trues, [method(p) for p in probs])
+        print(f"  {name:<28} DSB score {score:.3f}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real-dsb", type=Path, help="a stage1_train folder (optional)")
+    args = parser.parse_args()
     trues, preds = make_images()
     n_true = sum(int(t.max()) for t in trues)
     n_pred = sum(int(p.max()) for p in preds)
@@ -84,6 +123,8 @@ def main() -> None:
     print(f"write_submission ({n_pred} rows):          {write_s:.3f} s")
     print(f"read_submission_csv (round trip exact):   {read_s:.3f} s")
     print("target (scoring well under 1 s):", "met" if score_s < 0.5 else "NOT met")
+    if args.real_dsb:
+        watershed_settings(args.real_dsb)
 
 
 if __name__ == "__main__":

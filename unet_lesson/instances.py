@@ -13,14 +13,15 @@ probabilities into an instance label image (0 = background, 1..N = nuclei):
   Data Science Bowl entries: train the network on three classes (background, nucleus interior,
   nucleus border), then seed one nucleus per interior blob and flood the foreground from them.
 
-Defaults (pixels, chosen for DSB-sized nuclei of roughly 10-40 px across): probability
+Defaults (pixels, chosen for DSB-sized nuclei of roughly 5 to 40 px across): probability
 threshold 0.5; holes filled; objects smaller than ``MIN_SIZE = 16`` pixels removed (noise; the
 smallest of 4,938 real stage1_train nuclei, every 5th image, has 21 pixels); the distance
 transform blurred by ``SMOOTH = 1`` px and seeded at h-maxima of depth ``H = 0.5`` px; border
 width 2 px. The watershed defaults were chosen on 59 real stage1_train images (every 10th),
 taking the true nuclei merged into one mask, blurred and noised (:func:`fake_probability`), as
 the probability: connected components score 0.73 there, the watershed 0.82 (unblurred
-h = 0.5: 0.71, h = 2: 0.70; blurred h = 2: 0.78).
+h = 0.5: 0.71, h = 2: 0.70; blurred h = 2: 0.79); `benchmarks/bench_metrics.py --real-dsb`
+reproduces them.
 
 :func:`synthetic_nuclei` and :func:`fake_probability` make small deterministic examples of
 touching and clustered nuclei (and a blurred, noisy probability map standing in for a network's
