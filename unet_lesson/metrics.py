@@ -63,8 +63,9 @@ def pixel_iou(true, pred, per_image: bool = True):
     r"""Pixel IoU :math:`|T \cap P| / |T \cup P|` of masks or label images (> 0 is nucleus).
 
     ``true``, ``pred``: (H, W) or (B, H, W), numpy or torch. ``per_image=True`` gives one score
-    per image (a float for (H, W), shape (B,) for a batch); ``False`` pools every pixel of the
-    batch into one score. Both empty: 1.0; one empty: 0.0.
+    per image (one value for (H, W), shape (B,) for a batch); ``False`` pools every pixel of the
+    batch into one score. numpy in: a float or float64 array out; torch in: a float64 tensor
+    out (on the inputs' device). Both empty: 1.0; one empty: 0.0.
     """
     inter, n_true, n_pred = _pixel_counts(true, pred, per_image)
     union = n_true + n_pred - inter
