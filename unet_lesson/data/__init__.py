@@ -1,0 +1,73 @@
+"""The 2018 Data Science Bowl data: download, read, generate, split, augment and tile.
+
+One subpackage, one module per idea (read them in this order):
+
+* :mod:`.dsb` - the competition layout, the reader, mask merging (the overlap rule) and
+  :func:`to_input`, the one preprocessing shared by training and prediction;
+* :mod:`.cache` - the label cache that makes a second read of the real set take seconds;
+* :mod:`.synthetic` - the synthetic default data set, written in the same layout;
+* :mod:`.locate` - :func:`find_or_make_dataset`: real data when present, else synthetic;
+* :mod:`.download` - Kaggle or the Broad's BBBC038 copy, verified and unpacked safely;
+* :mod:`.table` - a pandas table of the set, the modality rule, seeded stratified splits;
+* :mod:`.augment` - the paper's elastic deformation, flips, rotations, grey values (sec. 3.1);
+* :mod:`.tiles` - the overlap-tile geometry (sec. 2) as a torch ``Dataset`` of training tiles.
+"""
+
+from .augment import (
+    Augment,
+    augment_window,
+    elastic_deform,
+    elastic_displacement,
+    flip_rotate,
+    grey_values,
+    warp,
+)
+from .download import (
+    BBBC038_URL,
+    COMPETITION,
+    DownloadError,
+    UnsafeArchiveError,
+    download_dsb2018,
+)
+from .dsb import (
+    DSBDataError,
+    DSBSample,
+    load_dsb_folder,
+    merge_masks,
+    read_dsb_folder,
+    read_dsb_image,
+    read_dsb_sample,
+    read_image,
+    to_input,
+)
+from .locate import DataSource, find_or_make_dataset, real_dsb_root, synthetic_root
+from .synthetic import (
+    MODALITIES,
+    make_synthetic_dsb,
+    read_synthetic_manifest,
+    synthetic_sample,
+)
+from .table import (
+    dataset_table,
+    default_split_path,
+    load_splits,
+    make_splits,
+    modality_of,
+    save_splits,
+    size_class,
+    stratified_split,
+)
+from .tiles import TileDataset, extract_window, mirror_indices, tile_sizes
+
+__all__ = [
+    "Augment", "augment_window", "elastic_deform", "elastic_displacement", "flip_rotate",
+    "grey_values", "warp",
+    "BBBC038_URL", "COMPETITION", "DownloadError", "UnsafeArchiveError", "download_dsb2018",
+    "DSBDataError", "DSBSample", "load_dsb_folder", "merge_masks", "read_dsb_folder",
+    "read_dsb_image", "read_dsb_sample", "read_image", "to_input",
+    "DataSource", "find_or_make_dataset", "real_dsb_root", "synthetic_root",
+    "MODALITIES", "make_synthetic_dsb", "read_synthetic_manifest", "synthetic_sample",
+    "dataset_table", "default_split_path", "load_splits", "make_splits", "modality_of",
+    "save_splits", "size_class", "stratified_split",
+    "TileDataset", "extract_window", "mirror_indices", "tile_sizes",
+]

@@ -1,0 +1,332 @@
+"""Downloading the 2018 Data Science Bowl: from Kaggle, or from the Broad's BBBC038 copy.
+
+Two sources of the same files (Caicedo et al. 2019, Nature Methods; CC0):
+
+* ``source="bbbc038"`` (default, no account): the Broad Bioimage Benchmark Collection serves
+  ``stage1_train.zip``, ``stage1_test.zip`` and ``stage1_solution.csv`` over plain HTTPS.
+* ``source="kaggle"``: the competition ``data-science-bowl-2018`` through the Kaggle API (an
+  account, an API token and accepting the competition's rules). Kaggle serves one zip of all
+  files, holding nested zips (``stage1_train.zip``, ``stage1_test.zip``,
+  ``stage1_solution.csv.zip``, ...).
+
+What lands in ``dest`` (default ``env.data_dir()/dsb2018``)::
+
+    dest/stage1_train/<image_id>/images/<image_id>.png, masks/*.png
+    dest/stage1_test/<image_id>/images/<image_id>.png
+    dest/stage1_solution.csv   # stage1_test's nuclei, run-length encoded (read it with
+                               # unet_lesson.rle.read_solution_csv)
+
+Safe and whole: archives are downloaded under a temporary name and renamed only when
+complete (the byte count must match ``Content-Length``), then verified (zip CRCs); extraction
+goes into a temporary folder renamed into place, and refuses members that would land outside
+it (``../`` or absolute paths, links). A part already in place is never fetched again, so a
+second run on a complete copy does nothing (not even a network call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import os
+import shutil
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .. import env
+
+COMPETITION = "data-science-bowl-2018"
+BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/"
+PARTS = ("stage1_train", "stage1_test", "stage1_solution")
+SOLUTION_CSV = "stage1_solution.csv"
+_WORK = ".download"  # archives in progress, inside dest
+
+NO_CREDENTIALS = (
+    "no Kaggle credentials found: create an API token at https://www.kaggle.com/settings "
+    "(API > Create New Token) and put kaggle.json in ~/.kaggle/ (or set KAGGLE_USERNAME and "
+    "KAGGLE_KEY; in Colab, upload kaggle.json and copy it to ~/.kaggle/, or set them from "
+    "Colab's secrets); or use source='bbbc038', which needs no account"
+)
+RULES_NOT_ACCEPTED = (
+    "Kaggle refused the download (HTTP 403): accept the competition's rules first, logged in, at "
+    f"https://www.kaggle.com/competitions/{COMPETITION}/rules, then run again; or use "
+    "source='bbbc038', which needs no account"
+)
+BAD_CREDENTIALS = (
+    "Kaggle rejected your credentials (HTTP 401): create a new API token at "
+    "https://www.kaggle.com/settings and replace ~/.kaggle/kaggle.json; or use source='bbbc038'"
+)
+
+
+class DownloadError(RuntimeError):
+    """A download that failed; the message says what to do next."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive member that would be written outside the target folder."""
+
+
+def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
+                     parts: tuple[str, ...] = PARTS, *, api=None, base_url: str = BBBC038_URL,
+                     timeout: float = 60.0, progress: bool | None = None) -> Path:
+    """Download and unpack the DSB 2018 stage-1 data into ``dest``; returns ``dest``.
+
+    ``parts``: any of ``"stage1_train"``, ``"stage1_test"``, ``"stage1_solution"``.
+    ``api``: a Kaggle API object to use instead of ``KaggleApi()`` (tests pass a fake).
+    ``base_url``: the BBBC038 folder URL (tests point it at a local server).
+    Raises :class:`DownloadError` with an actionable message on failure.
+    """
+    dest = Path(dest) if dest is not None else env.data_dir() / "dsb2018"
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    missing = [part for part in parts if not _present(dest, part)]
+    if not missing:
+        return dest  # a complete copy: nothing to do
+    dest.mkdir(parents=True, exist_ok=True)
+    if source == "bbbc038":
+        _from_bbbc038(dest, missing, base_url, timeout, progress)
+    elif source == "kaggle":
+        _from_kaggle(dest, missing, api)
+    else:
+        raise ValueError(f"source must be 'bbbc038' or 'kaggle', got {source!r}")
+    shutil.rmtree(dest / _WORK, ignore_errors=True)
+    return dest
+
+
+def _present(dest: Path, part: str) -> bool:
+    if part == "stage1_solution":
+        return (dest / SOLUTION_CSV).is_file()
+    return (dest / part).is_dir()
+
+
+# --------------------------------------------------------------------------------------------
+# BBBC038 over HTTP
+# --------------------------------------------------------------------------------------------
+
+
+def _from_bbbc038(dest: Path, parts: list[str], base_url: str, timeout: float, progress) -> None:
+    work = dest / _WORK
+    work.mkdir(exist_ok=True)
+    for part in parts:
+        name = SOLUTION_CSV if part == "stage1_solution" else f"{part}.zip"
+        url = base_url.rstrip("/") + "/" + name
+        archive = work / name
+        if part == "stage1_solution" or not (archive.is_file() and _zip_is_whole(archive)):
+            fetch(url, archive, timeout=timeout, progress=progress, dest_hint=dest)
+        if part == "stage1_solution":
+            _install_csv(archive.read_bytes(), dest / SOLUTION_CSV, url)
+        else:
+            verify_zip(archive)
+            safe_extract(archive, dest / part)
+        archive.unlink(missing_ok=True)
+
+
+def fetch(url: str, target: Path, timeout: float = 60.0, progress: bool | None = None,
+          dest_hint: Path | None = None) -> Path:
+    """Download ``url`` to ``target`` via ``<target>.part``, renamed only when complete."""
+    part = target.with_name(target.name + ".part")
+    where = dest_hint or target.parent
+    request = urllib.request.Request(url, headers={"User-Agent": "unet-lesson"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length else None
+            bar = {} if progress is None else {"disable": not progress}
+            with open(part, "wb") as out, env.progress(total=expected, unit="B", unit_scale=True,
+                                                       desc=target.name, **bar) as pbar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    pbar.update(len(chunk))
+    except urllib.error.HTTPError as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{url} answered HTTP {error.code} {error.reason}: the Broad may have moved the file;"
+            f" see https://bbbc.broadinstitute.org/BBBC038 for the current links, or use "
+            f"source='kaggle'"
+        ) from None
+    except http.client.IncompleteRead as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"incomplete download of {url}: the connection closed after "
+            f"{len(error.partial)} bytes; run again to restart it"
+        ) from None
+    except (urllib.error.URLError, OSError) as error:
+        part.unlink(missing_ok=True)
+        reason = getattr(error, "reason", error)
+        raise DownloadError(
+            f"could not download {url} ({reason}): check your internet connection (or proxy) "
+            f"and run again; or download it by hand and unzip it into {where}"
+        ) from None
+    size = part.stat().st_size
+    if expected is not None and size != expected:
+        part.unlink()
+        raise DownloadError(f"incomplete download of {url}: got {size} of {expected} bytes; "
+                            f"run again to restart it")
+    os.replace(part, target)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Kaggle
+# --------------------------------------------------------------------------------------------
+
+
+def _kaggle_api(api):
+    """An authenticated Kaggle API (``api`` or a new ``KaggleApi``), or a clear error."""
+    if api is None:
+        try:
+            # never `import kaggle`: it prints a long help text and may call the network
+            from kaggle.api.kaggle_api_extended import KaggleApi
+        except ImportError:
+            raise DownloadError("the kaggle package is not installed: pip install kaggle, or "
+                                "use source='bbbc038'") from None
+        api = KaggleApi()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.authenticate()  # raises SystemExit (not an Exception) without credentials
+    except SystemExit:
+        raise DownloadError(NO_CREDENTIALS) from None
+    return api
+
+
+def _kaggle_error(error: Exception) -> DownloadError | None:
+    """Translate a Kaggle/requests error into an actionable one (None: not ours to explain)."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 403:
+        return DownloadError(RULES_NOT_ACCEPTED)
+    if status == 401:
+        return DownloadError(BAD_CREDENTIALS)
+    if status is not None:
+        return DownloadError(f"Kaggle answered HTTP {status} ({error}); try again later, or use "
+                             f"source='bbbc038'")
+    if isinstance(error, OSError):  # requests' ConnectionError and Timeout are OSErrors
+        return DownloadError(f"could not reach Kaggle ({error.__class__.__name__}): check your "
+                             f"internet connection and run again; or use source='bbbc038'")
+    return None
+
+
+def _from_kaggle(dest: Path, parts: list[str], api) -> None:
+    api = _kaggle_api(api)
+    work = dest / _WORK
+    work.mkdir(exist_ok=True)
+    try:
+        api.competition_download_files(COMPETITION, path=str(work), quiet=True)
+    except Exception as error:
+        translated = _kaggle_error(error)
+        if translated is None:
+            raise
+        raise translated from None
+    archives = sorted(work.glob("*.zip"))
+    if not archives:
+        raise DownloadError(f"the Kaggle download left no zip archive in {work}; run again")
+    outer = archives[0]
+    verify_zip(outer)
+    with zipfile.ZipFile(outer) as bundle:
+        names = {PurePosixPath(n).name: n for n in bundle.namelist()}
+        for part in parts:
+            wanted = [f"{SOLUTION_CSV}.zip", SOLUTION_CSV] if part == "stage1_solution" \
+                else [f"{part}.zip"]
+            member = next((names[w] for w in wanted if w in names), None)
+            if member is None:
+                raise DownloadError(f"{outer} holds no {' or '.join(wanted)} (it has "
+                                    f"{sorted(names)}); delete it and run again")
+            inner = work / PurePosixPath(member).name
+            with bundle.open(member) as src, open(inner, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            if part == "stage1_solution":
+                _install_csv(_maybe_unzip_csv(inner), dest / SOLUTION_CSV, str(outer))
+            else:
+                verify_zip(inner)
+                safe_extract(inner, dest / part)
+            inner.unlink()
+    outer.unlink()
+
+
+def _maybe_unzip_csv(path: Path) -> bytes:
+    if not zipfile.is_zipfile(path):
+        return path.read_bytes()
+    verify_zip(path)
+    with zipfile.ZipFile(path) as inner:
+        csvs = [n for n in inner.namelist() if n.endswith(".csv")]
+        if len(csvs) != 1:
+            raise DownloadError(f"{path} should hold one CSV file, it holds {inner.namelist()}")
+        return inner.read(csvs[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Verifying and unpacking
+# --------------------------------------------------------------------------------------------
+
+
+def _zip_is_whole(path: Path) -> bool:
+    try:
+        verify_zip(path)
+        return True
+    except DownloadError:
+        return False
+
+
+def verify_zip(path: Path) -> None:
+    """Raise :class:`DownloadError` (and delete the file) unless ``path`` is a whole zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member and checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        bad, problem = None, f"is not a complete zip archive ({error})"
+    else:
+        problem = f"has a corrupt member {bad!r} (CRC mismatch)" if bad else None
+    if problem:
+        Path(path).unlink(missing_ok=True)
+        raise DownloadError(f"{path} {problem}; it was deleted: run again to download it anew")
+
+
+def _check_member(info: zipfile.ZipInfo, archive: Path, target: Path) -> None:
+    name = info.filename
+    path = PurePosixPath(name.replace("\\", "/"))
+    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+    if path.is_absolute() or ".." in path.parts or ":" in path.parts[0] or is_link:
+        raise UnsafeArchiveError(
+            f"{archive} holds the member {name!r}, which would be written outside {target}; "
+            f"refusing to extract it (the archive is damaged or malicious): delete it and "
+            f"download again"
+        )
+
+
+def safe_extract(archive: Path, target: Path) -> Path:
+    """Unzip ``archive`` into the new folder ``target``, atomically and without path escapes.
+
+    Members go into a temporary folder next to ``target`` that is renamed into place when
+    everything is out. An archive whose content sits in one folder named like ``target``
+    (``stage1_train/...``) is unwrapped. Raises :class:`UnsafeArchiveError` before writing
+    anything if a member would land outside ``target``.
+    """
+    archive, target = Path(archive), Path(target)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                _check_member(info, archive, target)
+            bundle.extractall(tmp)
+        shutil.rmtree(tmp / "__MACOSX", ignore_errors=True)
+        entries = list(tmp.iterdir())
+        content = entries[0] if (len(entries) == 1 and entries[0].is_dir()
+                                 and entries[0].name == target.name) else tmp
+        os.rename(content, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _install_csv(data: bytes, target: Path, origin: str) -> None:
+    """Write the solution CSV atomically after checking it is one (not an HTML error page)."""
+    header = data[:200].decode("utf-8", "replace").splitlines()[0] if data else ""
+    if "ImageId" not in header or "EncodedPixels" not in header:
+        raise DownloadError(f"{origin} is not the stage-1 solution CSV (its first line is "
+                            f"{header[:80]!r}); run again, or try the other source")
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)

@@ -1,0 +1,332 @@
+r"""Reading the 2018 Data Science Bowl layout: one image, and one binary PNG per nucleus.
+
+The competition (and :func:`~unet_lesson.data.make_synthetic_dsb`) stores each sample as::
+
+    <root>/<image_id>/images/<image_id>.png   # the image
+    <root>/<image_id>/masks/<mask_id>.png     # one binary PNG per nucleus
+
+The U-Net of the paper (Ronneberger et al. 2015, section 3) learns from a label image, so we
+**merge** the masks into one integer image: 0 is background and nucleus ``k`` (1-based, in the
+sorted order of the mask file names) is the value ``k``.
+
+Real files are messy, and the reader takes them as they come:
+
+* images may be RGBA (the alpha is dropped: it is 255 everywhere in the DSB), RGB, grey,
+  grey+alpha, palette, or 16-bit (scaled so that the brightest pixel is 255); the result is
+  always ``uint8 (H, W, 3)``;
+* a mask pixel is "on" when it is non-zero (0/255 in the DSB, 0/1 elsewhere);
+* **overlapping masks** (six of the 586 real ``stage1_train`` images have a few pixels claimed
+  by two nuclei) follow one rule: *a pixel claimed by several masks goes to the smallest of
+  them* (ties: the first mask file in sorted order). A small nucleus therefore keeps all of its
+  pixels against a larger neighbour, and the larger one loses only the contested rim. After
+  merging, every nucleus must still own at least one pixel; if one does not (a duplicated mask,
+  or a mask covered entirely by smaller ones) the reader raises :class:`DSBDataError` naming it;
+* a mask of the wrong size, an empty mask, a missing image file or an unreadable PNG raises
+  :class:`DSBDataError` naming the file; :func:`read_dsb_folder` can instead skip such samples
+  and report them (``on_error="skip"``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .. import env
+from . import cache as label_cache
+
+
+class DSBDataError(ValueError):
+    """A sample that cannot be read; ``path`` is the offending file or folder."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class DSBSample:
+    """One image of the data set with its merged label image."""
+
+    image_id: str
+    image: np.ndarray  # uint8 (H, W, 3)
+    labels: np.ndarray  # int32 (H, W): 0 background, 1..N nuclei (sorted mask-file order)
+    folder: Path  # the <image_id>/ folder it came from
+    n_contested: int = 0  # pixels claimed by several masks (given to the smallest nucleus)
+
+    @property
+    def n_nuclei(self) -> int:
+        return int(self.labels.max(initial=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def image_file(folder: str | Path) -> Path:
+    """``<folder>/images/<image_id>.png`` (raises :class:`DSBDataError` if it is missing)."""
+    folder = Path(folder)
+    path = folder / "images" / f"{folder.name}.png"
+    if not path.is_file():
+        raise DSBDataError(
+            path,
+            "missing image file (the layout is <image_id>/images/<image_id>.png); the download "
+            "may be incomplete: download again, or pass on_error='skip'",
+        )
+    return path
+
+
+def mask_files(folder: str | Path) -> list[Path]:
+    """The sorted ``<folder>/masks/*.png`` (raises :class:`DSBDataError` without ``masks/``)."""
+    masks = Path(folder) / "masks"
+    if not masks.is_dir():
+        raise DSBDataError(
+            masks,
+            "no masks/ folder: this is not a training sample (stage1_test images have no masks;"
+            " their labels are in stage1_solution.csv). Use read_dsb_image() for the image alone",
+        )
+    return sorted(p for p in masks.iterdir() if p.suffix.lower() == ".png"
+                  and not p.name.startswith("."))
+
+
+def sample_folders(root: str | Path) -> list[Path]:
+    """The ``<image_id>/`` folders under ``root``, sorted (names starting . or _ skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"no data set at {root}: download one with download_dsb2018() or generate one with "
+            f"make_synthetic_dsb() (find_or_make_dataset() does either for you)"
+        )
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] not in "._")
+    if not folders:
+        raise FileNotFoundError(f"{root} holds no <image_id>/ sample folders")
+    return folders
+
+
+def _open_png(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+        return image
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DSBDataError(
+            path, f"unreadable PNG ({error}); download the data set again, or pass on_error='skip'"
+        ) from error
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any PNG of the data set as ``uint8 (H, W, 3)`` (see the module docstring for the rules)."""
+    path = Path(path)
+    with _open_png(path) as image:
+        if image.mode in ("P", "PA", "1"):
+            image = image.convert("RGBA" if image.mode != "1" else "L")
+        array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] in (2, 4):
+        array = array[..., :-1]  # drop the alpha channel
+    if array.dtype != np.uint8:  # 16-bit (or 32-bit) PNGs: stretch so the maximum is 255
+        array = array.astype(np.float64)
+        top = array.max()
+        array = np.round(array * (255.0 / top)) if top > 0 else array
+        array = array.astype(np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return np.ascontiguousarray(array)
+
+
+def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """One nucleus mask as the flat indices of its pixels (row-major, into an ``shape`` image).
+
+    Raises :class:`DSBDataError` if the mask's size differs from ``shape`` or it is empty.
+    """
+    path = Path(path)
+    with _open_png(path) as image:
+        array = np.asarray(image)
+    if array.ndim == 3:
+        channels = array.shape[-1]
+        array = array[..., : 3 if channels >= 3 else 1].max(axis=-1)  # ignore any alpha
+    if array.shape != tuple(shape):
+        raise DSBDataError(
+            path, f"mask has size {array.shape[0]}x{array.shape[1]} but its image has size "
+                  f"{shape[0]}x{shape[1]}; fix or delete this mask, or pass on_error='skip'"
+        )
+    pixels = np.flatnonzero(array)
+    if pixels.size == 0:
+        raise DSBDataError(path, "empty mask (no nucleus pixel); delete it, or pass "
+                                 "on_error='skip'")
+    return pixels
+
+
+# --------------------------------------------------------------------------------------------
+# Merging
+# --------------------------------------------------------------------------------------------
+
+
+def merge_masks(masks: Sequence[np.ndarray], shape: tuple[int, int],
+                names: Sequence[str | Path] | None = None) -> tuple[np.ndarray, int]:
+    """Merge per-nucleus masks into one label image; returns ``(labels int32, n_contested)``.
+
+    ``masks`` holds, per nucleus, either a boolean ``(H, W)`` mask or the flat indices of its
+    pixels. Nucleus ``k`` (1-based, in the given order) gets the value ``k``. A pixel claimed
+    by several masks goes to the smallest of them (ties: the earlier mask); ``n_contested``
+    counts such pixels. Raises :class:`DSBDataError` if a nucleus is left with no pixel.
+    """
+    height, width = shape
+    flat = [np.flatnonzero(m) if np.asarray(m).dtype == bool else np.asarray(m) for m in masks]
+    labels = np.zeros(height * width, dtype=np.int32)
+    if not flat:
+        return labels.reshape(shape), 0
+    areas = np.array([f.size for f in flat])
+    # paint the largest first, so smaller nuclei overwrite the pixels they share with larger ones
+    order = sorted(range(len(flat)), key=lambda i: (-areas[i], -i))
+    for i in order:
+        labels[flat[i]] = i + 1
+    claims = np.bincount(np.concatenate(flat), minlength=height * width)
+    n_contested = int((claims > 1).sum())
+    if n_contested:
+        kept = np.bincount(labels, minlength=len(flat) + 1)[1:]
+        lost = np.flatnonzero(kept == 0)
+        if lost.size:
+            which = [str(names[i]) if names is not None else f"mask {i + 1}" for i in lost]
+            raise DSBDataError(
+                Path(which[0]),
+                f"{len(which)} mask(s) lie entirely under smaller masks and would vanish when "
+                f"merged (duplicates?): {', '.join(which)}. Delete the duplicate, or pass "
+                f"on_error='skip'",
+            )
+    return labels.reshape(shape), n_contested
+
+
+# --------------------------------------------------------------------------------------------
+# Samples and folders
+# --------------------------------------------------------------------------------------------
+
+
+def read_dsb_image(folder: str | Path) -> np.ndarray:
+    """The image of one ``<image_id>/`` folder, ``uint8 (H, W, 3)`` (no masks needed)."""
+    return read_image(image_file(folder))
+
+
+def load_sample(folder: str | Path, cache_dir: str | Path | None | bool = None,
+                executor: Executor | None = None) -> DSBSample:
+    """Read one sample, using the label cache when ``cache_dir`` is not ``None``/``False``.
+
+    ``cache_dir=True`` uses the default cache (``env.data_dir()/cache/labels``).
+    """
+    folder = Path(folder)
+    image_path = image_file(folder)
+    masks = mask_files(folder)
+    image = read_image(image_path)
+    shape = image.shape[:2]
+    entry = fp = None
+    if cache_dir is not None and cache_dir is not False:
+        base = None if cache_dir is True else cache_dir
+        entry = label_cache.cache_folder(folder.parent, base) / f"{folder.name}.npz"
+        fp = label_cache.fingerprint(image_path, masks)
+        hit = label_cache.load_labels(entry, fp)
+        if hit is not None and hit[0].shape == shape:
+            return DSBSample(folder.name, image, hit[0], folder, hit[1])
+    if executor is not None and len(masks) > 8:
+        pixels = list(executor.map(lambda p: read_mask(p, shape), masks))
+    else:
+        pixels = [read_mask(p, shape) for p in masks]
+    labels, n_contested = merge_masks(pixels, shape, names=masks)
+    if entry is not None:
+        label_cache.save_labels(entry, fp, labels, n_contested)
+    return DSBSample(folder.name, image, labels, folder, n_contested)
+
+
+def read_dsb_sample(folder: str | Path, cache: bool | str | Path = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One ``<image_id>/`` folder -> ``(image uint8 (H, W, 3), labels int32 (H, W))``.
+
+    Labels: 0 background, 1..N the N nuclei in sorted mask-file order; overlapping pixels go to
+    the smaller nucleus. ``cache=True`` uses (and fills) the label cache.
+    """
+    sample = load_sample(folder, cache_dir=cache)
+    return sample.image, sample.labels
+
+
+def read_dsb_folder(root: str | Path, *, ids: Iterable[str] | None = None,
+                    cache: bool | str | Path = True, on_error: str = "raise",
+                    skipped: list[DSBDataError] | None = None, workers: int | None = None,
+                    progress: bool | None = None) -> Iterator[DSBSample]:
+    """Iterate a ``stage1_train/``-style folder, yielding a :class:`DSBSample` per image.
+
+    Parameters
+    ----------
+    ids : read only these image ids (in this order); default all, sorted by id.
+    cache : ``True`` (default) for the label cache under ``env.data_dir()/cache``, a folder for
+        another place, ``False`` to always merge the mask PNGs again.
+    on_error : ``"raise"`` (default) stops at the first bad sample with a
+        :class:`DSBDataError` naming the file; ``"skip"`` skips it with a warning and appends
+        the error to ``skipped`` (when given), so nothing is dropped silently.
+    workers : threads decoding mask PNGs when the cache misses (default: up to 4).
+    progress : show a progress bar (default: as :func:`unet_lesson.env.progress` decides).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    root = Path(root)
+    if ids is None:
+        folders = sample_folders(root)
+    else:
+        folders = [root / i for i in ids]
+        missing = [f.name for f in folders if not f.is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{root} has no sample folder for the ids {missing[:5]}"
+                                    f"{' ...' if len(missing) > 5 else ''}")
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    bar_kwargs = {} if progress is None else {"disable": not progress}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as executor:
+        for folder in env.progress(folders, desc=f"reading {root.name}", unit="image",
+                                   **bar_kwargs):
+            try:
+                yield load_sample(folder, cache_dir=cache, executor=executor if workers > 1
+                                  else None)
+            except DSBDataError as error:
+                if on_error == "raise":
+                    raise
+                warnings.warn(f"skipped sample {folder.name}: {error}", stacklevel=2)
+                if skipped is not None:
+                    skipped.append(error)
+
+
+def load_dsb_folder(root: str | Path, **kwargs) -> list[DSBSample]:
+    """:func:`read_dsb_folder` into a list (same arguments)."""
+    return list(read_dsb_folder(root, **kwargs))
+
+
+# --------------------------------------------------------------------------------------------
+# The network's input
+# --------------------------------------------------------------------------------------------
+
+
+def to_input(image: np.ndarray, channels: int = 3) -> np.ndarray:
+    """THE preprocessing, shared by training and prediction: ``uint8 (H, W, 3)`` -> ``float32
+    (C, H, W)`` in [0, 1] (divided by 255; ``channels=1`` averages R, G and B).
+
+    Nothing else (no per-image normalisation): what the network sees at training time is
+    exactly what it sees at prediction time.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"to_input expects the uint8 image of read_dsb_sample(), got {image.dtype}")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(f"to_input expects an (H, W, 3) or (H, W) image, got {image.shape}")
+    x = np.moveaxis(image, -1, 0).astype(np.float32) / 255.0  # (C, H, W)
+    if channels == 1:
+        return x.mean(axis=0, keepdims=True)
+    if channels != 3:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return np.ascontiguousarray(np.broadcast_to(x, (3,) + x.shape[1:]))
