@@ -23,7 +23,11 @@ class DataSource:
     n_images: int
 
     def __str__(self) -> str:
-        return f"{self.kind} data: {self.n_images} images in {self.root}"
+        try:  # shorter, and the same on every machine: relative to the data folder
+            where = Path("<data dir>") / self.root.relative_to(env.data_dir())
+        except ValueError:
+            where = self.root
+        return f"{self.kind} data: {self.n_images} images in {where}"
 
 
 def real_dsb_root() -> Path:
