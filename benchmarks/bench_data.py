@@ -87,7 +87,11 @@ def main() -> None:
     parser.add_argument("--n-synthetic", type=int, default=100)
     parser.add_argument("--n-items", type=int, default=400, help="tiles per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in the main process (DataLoader workers use 1)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -167,3 +167,13 @@ def test_every_augmentation_keeps_labels_intact(nuclei):
             assert out.dtype == np.float32 and out_labels.dtype == labels.dtype
             assert set(np.unique(out_labels)) <= original, augment
     assert Augment().margin() == 40 and Augment(elastic=False).margin() == 0
+    # elastic_p = 0: no deformation, only the central crop (then exact transforms)
+    augment = Augment(elastic_p=0.0, grey=False)
+    window = np.pad(image, ((0, 0), (40, 40), (40, 40)), mode="reflect")
+    out, out_labels = augment_window(window, np.pad(labels, 40, mode="reflect"),
+                                     np.random.default_rng(0), augment, 40)
+    rng = np.random.default_rng(0)
+    rng.random()  # elastic_p draws one number first
+    plain, plain_labels = flip_rotate(image, labels, rng)
+    np.testing.assert_array_equal(out_labels, plain_labels)
+    np.testing.assert_allclose(out, plain)

@@ -25,6 +25,7 @@ from .augment import (
 from .download import (
     BBBC038_URL,
     COMPETITION,
+    SOLUTION_CSV,
     DownloadError,
     UnsafeArchiveError,
     download_dsb2018,
@@ -40,7 +41,7 @@ from .dsb import (
     read_image,
     to_input,
 )
-from .locate import DataSource, find_or_make_dataset, real_dsb_root, synthetic_root
+from .locate import DataSource, dsb_dir, find_or_make_dataset, real_dsb_root, synthetic_root
 from .synthetic import (
     MODALITIES,
     make_synthetic_dsb,
@@ -62,10 +63,11 @@ from .tiles import TileDataset, extract_window, mirror_indices, tile_sizes
 __all__ = [
     "Augment", "augment_window", "elastic_deform", "elastic_displacement", "flip_rotate",
     "grey_values", "warp",
-    "BBBC038_URL", "COMPETITION", "DownloadError", "UnsafeArchiveError", "download_dsb2018",
+    "BBBC038_URL", "COMPETITION", "SOLUTION_CSV", "DownloadError", "UnsafeArchiveError",
+    "download_dsb2018",
     "DSBDataError", "DSBSample", "load_dsb_folder", "merge_masks", "read_dsb_folder",
     "read_dsb_image", "read_dsb_sample", "read_image", "to_input",
-    "DataSource", "find_or_make_dataset", "real_dsb_root", "synthetic_root",
+    "DataSource", "dsb_dir", "find_or_make_dataset", "real_dsb_root", "synthetic_root",
     "MODALITIES", "make_synthetic_dsb", "read_synthetic_manifest", "synthetic_sample",
     "dataset_table", "default_split_path", "load_splits", "make_splits", "modality_of",
     "save_splits", "size_class", "stratified_split",

@@ -33,6 +33,7 @@ class Augment:
     """Which augmentations to draw, and how strong (defaults: the paper's deformation)."""
 
     elastic: bool = True  # the paper's elastic deformation
+    elastic_p: float = 1.0  # chance that a tile is deformed (the paper: every tile)
     elastic_sigma: float = 10.0  # standard deviation of the grid displacements (pixels)
     elastic_grid: int = 3  # the coarse grid is elastic_grid x elastic_grid points
     flips: bool = True  # mirror left-right (with rotations: all 8 symmetries of a square)
@@ -139,10 +140,11 @@ def augment_window(image: np.ndarray, labels: np.ndarray, rng: np.random.Generat
                    augment: Augment, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """All augmentations on a window ``margin`` pixels larger than the tile on every side.
 
-    Order: elastic deformation (or just the central crop), flips and rotations, grey values.
+    Order: elastic deformation (with chance ``elastic_p``; otherwise just the central crop),
+    flips and rotations, grey values.
     Returns the tile ``(C, H, W)`` float32 and its labels ``(H, W)``.
     """
-    if augment.elastic:
+    if augment.elastic and (augment.elastic_p >= 1.0 or rng.random() < augment.elastic_p):
         image, labels = elastic_deform(image, labels, rng, margin=margin,
                                        sigma=augment.elastic_sigma, grid=augment.elastic_grid)
     elif margin:

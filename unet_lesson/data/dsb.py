@@ -271,7 +271,8 @@ def read_dsb_folder(root: str | Path, *, ids: Iterable[str] | None = None,
         :class:`DSBDataError` naming the file; ``"skip"`` skips it with a warning and appends
         the error to ``skipped`` (when given), so nothing is dropped silently.
     workers : threads decoding mask PNGs when the cache misses (default: up to 4).
-    progress : show a progress bar (default: as :func:`unet_lesson.env.progress` decides).
+    progress : show a progress bar (default: when some labels must be merged, as
+        :func:`unet_lesson.env.progress` decides).
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -285,6 +286,8 @@ def read_dsb_folder(root: str | Path, *, ids: Iterable[str] | None = None,
             raise FileNotFoundError(f"{root} has no sample folder for the ids {missing[:5]}"
                                     f"{' ...' if len(missing) > 5 else ''}")
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if progress is None and cache is not False and _all_cached(root, folders, cache):
+        progress = False  # a cached read takes seconds: no bar
     bar_kwargs = {} if progress is None else {"disable": not progress}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as executor:
         for folder in env.progress(folders, desc=f"reading {root.name}", unit="image",
@@ -298,6 +301,12 @@ def read_dsb_folder(root: str | Path, *, ids: Iterable[str] | None = None,
                 warnings.warn(f"skipped sample {folder.name}: {error}", stacklevel=2)
                 if skipped is not None:
                     skipped.append(error)
+
+
+def _all_cached(root: Path, folders: list[Path], cache: bool | str | Path) -> bool:
+    """Whether every sample has a cache entry (fresh or not: only to decide on a progress bar)."""
+    entries = label_cache.cache_folder(root, None if cache is True else cache)
+    return all((entries / f"{f.name}.npz").is_file() for f in folders)
 
 
 def load_dsb_folder(root: str | Path, **kwargs) -> list[DSBSample]:

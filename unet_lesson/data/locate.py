@@ -23,12 +23,22 @@ class DataSource:
     n_images: int
 
     def __str__(self) -> str:
-        return f"{self.kind} data: {self.n_images} images in {self.root}"
+        try:  # shorter, and the same on every machine: relative to the data folder
+            where = Path("<data dir>") / self.root.relative_to(env.data_dir())
+        except ValueError:
+            where = self.root
+        return f"{self.kind} data: {self.n_images} images in {where}"
+
+
+def dsb_dir() -> Path:
+    """``env.data_dir()/dsb2018``: where :func:`~unet_lesson.data.download_dsb2018` unpacks
+    ``stage1_train/``, ``stage1_test/`` and ``stage1_solution.csv`` by default."""
+    return env.data_dir() / "dsb2018"
 
 
 def real_dsb_root() -> Path:
-    """Where :func:`~unet_lesson.data.download_dsb2018` puts stage1_train by default."""
-    return env.data_dir() / "dsb2018" / "stage1_train"
+    """The real training set, ``env.data_dir()/dsb2018/stage1_train``."""
+    return dsb_dir() / "stage1_train"
 
 
 def synthetic_root(n_images: int, seed: int = 0) -> Path:

@@ -8,8 +8,13 @@ kinds of image in the DSB 2018 training set (Caicedo et al. 2019):
   out-of-focus glow and uneven illumination (about 80% of the real set);
 * ``brightfield`` - grey: a bright background, pale cell bodies and small dark nuclei;
 * ``stained`` - colour (H&E-like): purple nuclei on a pale lilac tissue background, made with
-  the Beer-Lambert colour model :math:`I = 255\,\exp(-(c_h \mathbf{h} + c_e \mathbf{e}))` for the
-  optical densities of hematoxylin and eosin.
+  the Beer-Lambert colour model :math:`I = 255\,\exp(-(c_n \mathbf{s}_n + c_t \mathbf{s}_t))`:
+  stain concentrations :math:`c` times optical densities per unit stain :math:`\mathbf{s}`
+  (R, G, B), measured on the real stained images for nuclei and for tissue.
+
+Sizes, counts and brightness follow the real ``stage1_train`` statistics (median nucleus
+radius 8 px for fluorescence, 11 px stained; about 9% of a fluorescence image is nuclei).
+Image sizes are drawn from the real set's most common sizes (256x256 to 520x696).
 
 Nuclei are ellipses with a wavy outline (a few random Fourier terms of the polar angle), of
 varied size, often in clusters, touching each other (a pixel claimed by two nuclei goes to the
