@@ -65,3 +65,16 @@ def test_progress_is_quiet_in_fast_mode(monkeypatch):
     monkeypatch.setenv("UNET_LESSON_FAST", "1")
     bar = env.progress(range(3))
     assert bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_tqdm_disable_turns_bars_off(monkeypatch):
+    monkeypatch.delenv("UNET_LESSON_FAST", raising=False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert env.progress(range(2)).disable
+
+
+def test_describe_shows_repository_folders_relative(monkeypatch, tmp_path):
+    monkeypatch.delenv("UNET_LESSON_DATA", raising=False)
+    assert env.describe(torch.device("cpu"))["data dir"] == "<repository>/data"
+    monkeypatch.setenv("UNET_LESSON_DATA", str(tmp_path))
+    assert env.describe(torch.device("cpu"))["data dir"] == str(tmp_path)

@@ -108,13 +108,15 @@ def in_notebook() -> bool:
 def progress(iterable=None, **kwargs):
     """A ``tqdm.auto`` progress bar that shows in notebooks and terminals and stays quiet in CI.
 
-    It is off in fast mode and when the output is not a terminal (a CI log); pass
-    ``disable=False`` to force it on.
+    It is off in fast mode, when the output is not a terminal (a CI log), and when tqdm's own
+    ``TQDM_DISABLE=1`` is set (used when storing notebook outputs); pass ``disable=False`` to
+    force it on.
     """
     from tqdm.auto import tqdm
 
     if "disable" not in kwargs:
-        kwargs["disable"] = fast_mode() or not (in_notebook() or sys.stderr.isatty())
+        quiet = os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
+        kwargs["disable"] = quiet or fast_mode() or not (in_notebook() or sys.stderr.isatty())
     return tqdm(iterable, **kwargs)
 
 
@@ -150,10 +152,18 @@ def describe(device: torch.device | None = None) -> dict[str, str]:
         "device": name,
         "colab": str(in_colab()),
         "cpu threads": str(torch.get_num_threads()),
-        "data dir": str(data_dir()),
-        "runs dir": str(runs_dir()),
+        "data dir": _shown(data_dir()),
+        "runs dir": _shown(runs_dir()),
         **versions(),
     }
+
+
+def _shown(path: Path) -> str:
+    """A folder as the notebooks print it: relative to the repository when inside it."""
+    try:
+        return f"<repository>/{path.resolve().relative_to(_REPO_DIR)}"
+    except ValueError:
+        return str(path)
 
 
 def setup(seed: int = 0, verbose: bool = True) -> torch.device:
