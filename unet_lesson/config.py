@@ -51,7 +51,8 @@ class TrainConfig:
     tiles_per_epoch: int = 800  # random training tiles drawn per epoch
     elastic: bool = True  # the paper's elastic deformation (flips, rotations always on)
     num_workers: int = 2  # DataLoader worker processes
-    val_fraction: float = 0.2  # held-out share of the images (stratified by modality and size)
+    val_fraction: float = 0.15  # for model selection and post-processing (stratified split)
+    test_fraction: float = 0.15  # held out until the end: the reported score
     # optimisation
     optimizer: str = "adam"  # or "sgd" (the paper's, with momentum 0.99)
     lr: float = 1e-3
@@ -108,9 +109,31 @@ PRESETS: dict[str, dict] = {
                   tiles_per_epoch=400, optimizer="sgd", lr=0.01, momentum=0.99,
                   weight_decay=0.0, schedule="constant", grad_clip=1.0, num_epochs=60),
     "practical": dict(),  # the dataclass defaults
+    # practical, shrunk to train in a few minutes on a laptop CPU (python -m unet_lesson demo)
     "demo": dict(base_channels=16, tile_size=128, batch_size=8, tiles_per_epoch=320,
                  num_epochs=12, warmup_steps=40, val_max_images=24, num_workers=0),
 }
+
+
+def course_config(kind: str = "practical", device=None) -> TrainConfig:
+    """The configuration the demo and notebooks 10-11 train, sized for this machine's mode.
+
+    ``kind``: ``"practical"`` or ``"paper"``. Fast mode (CI): a tiny network for one short
+    epoch. CPU: a width-16 network for a few minutes. GPU: the full configurations.
+    """
+    from . import env
+
+    if kind not in ("practical", "paper"):
+        raise ValueError(f"kind must be 'practical' or 'paper', got {kind!r}")
+    fast = dict(base_channels=8, tile_size=64, batch_size=4, tiles_per_epoch=16, num_epochs=1,
+                warmup_steps=2, val_max_images=4, num_workers=0)
+    cpu = PRESETS["demo"] if kind == "practical" else dict(
+        base_channels=16, tile_size=100, batch_size=4, tiles_per_epoch=160, num_epochs=12,
+        val_max_images=24, num_workers=0, lr=0.01)
+    gpu = dict(num_epochs=30, tiles_per_epoch=2000, num_workers=4) if kind == "practical" \
+        else dict(num_epochs=30, num_workers=4)
+    sized = env.by_mode(fast=fast, cpu=cpu, gpu=gpu, device=device)
+    return preset(kind, **sized)
 
 
 def preset(name: str, **overrides) -> TrainConfig:

@@ -1,0 +1,78 @@
+"""The command line, end to end on a tiny synthetic set (no network, no GPU)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from unet_lesson.cli import build_parser, main
+from unet_lesson.data import make_synthetic_dsb
+from unet_lesson.rle import read_submission_csv
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    data = make_synthetic_dsb(base / "tiny", n_images=10, seed=5, image_size=64, progress=False)
+    run = base / "run"
+    code = main(["train", "--data", str(data), "--config", "practical", "--out", str(run),
+                 "--set", "base_channels=4", "depth=2", "tile_size=32", "batch_size=4",
+                 "tiles_per_epoch=8", "num_epochs=1", "num_workers=0", "val_fraction=0.2",
+                 "test_fraction=0.2", "channels_last=false"])
+    assert code == 0
+    return data, run
+
+
+@pytest.mark.parametrize("command", ["demo", "download", "train", "predict", "evaluate",
+                                     "submit"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert len(capsys.readouterr().out) > 200
+
+
+def test_train_writes_metrics_and_figures(trained, capsys):
+    _, run = trained
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["reported_split"] == "test" and metrics["test"]["n_images"] == 2
+    assert 0.0 <= metrics["test"]["dsb"] <= 1.0
+    assert set(metrics["test"]["by_modality"]) <= {"fluorescence", "brightfield", "stained"}
+    for name in ("comparison.png", "curves.png", "postprocess.json", "test_scores.csv"):
+        assert (run / name).is_file(), name
+
+
+def test_evaluate_prints_overall_and_by_modality(trained, capsys):
+    _, run = trained
+    assert main(["evaluate", "--run", str(run), "--split", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "all split: DSB score" in out and "(10 images)" in out
+    scores = pd.read_csv(run / "evaluate_all.csv")
+    assert len(scores) == 10 and {"dsb", "dice", "modality"} <= set(scores.columns)
+
+
+def test_predict_and_submit(trained, tmp_path, capsys):
+    data, run = trained
+    assert main(["predict", "--run", str(run), "--images", str(data),
+                 "--out", str(tmp_path / "pred")]) == 0
+    labels = sorted((tmp_path / "pred").glob("*_labels.png"))
+    assert len(labels) == 10
+    assert np.asarray(Image.open(labels[0])).shape == (64, 64)
+    assert main(["submit", "--run", str(run), "--images", str(data),
+                 "--out", str(tmp_path / "sub.csv")]) == 0
+    shapes = {p.name: (64, 64) for p in data.iterdir() if p.is_dir()}
+    submitted = read_submission_csv(tmp_path / "sub.csv", shapes)
+    assert set(submitted) == set(shapes)
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err
+    assert main(["evaluate", "--run", str(tmp_path / "empty")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                 "--set", "lr=fast"]) == 2
+    assert "lr takes a float" in capsys.readouterr().err

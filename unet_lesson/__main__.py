@@ -1,0 +1,7 @@
+"""``python -m unet_lesson ...``: see :mod:`unet_lesson.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""The command line: ``python -m unet_lesson demo|download|train|predict|evaluate|submit``.
+
+Run ``python -m unet_lesson COMMAND --help`` for the details of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+unet-lesson: the U-Net of Ronneberger et al. (2015) on the 2018 Data Science Bowl nuclei.
+
+Start with `demo`: it needs no data, no account and no GPU. It generates synthetic nuclei,
+trains a small U-Net for a few minutes, scores it on held-out images and writes a picture of
+image | true mask | prediction.
+
+With the real data:
+  python -m unet_lesson download                        # stage1_train, stage1_test, solution
+  python -m unet_lesson train --data data/dsb2018/stage1_train --config practical --out runs/p
+  python -m unet_lesson evaluate --run runs/p           # DSB score overall and by modality
+  python -m unet_lesson predict --run runs/p --images data/dsb2018/stage1_test --out runs/p/pred
+  python -m unet_lesson submit --run runs/p --images data/dsb2018/stage1_test
+
+Folders: UNET_LESSON_DATA (data/), UNET_LESSON_RUNS (runs/); device: UNET_LESSON_DEVICE.
+"""
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=Path, help="a training run folder (uses its best.pt)")
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint file instead of --run")
+    p.add_argument("--tta", action="store_true", help="average over flips (test-time "
+                   "augmentation: slower, usually a little better)")
+    _add_device(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m unet_lesson", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train a small U-Net on synthetic nuclei and show results",
+                       description="Generate synthetic nuclei (DSB layout), train a small U-Net "
+                       "for a few minutes (CPU or GPU), score it on held-out images and write "
+                       "comparison.png and metrics.json.")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/demo)")
+    _add_device(p)
+
+    p = sub.add_parser("download", help="download the DSB 2018 data (BBBC038 or Kaggle)",
+                       description="Download stage1_train, stage1_test and the stage-1 "
+                       "solution. 'bbbc038' (the Broad Institute's copy) needs no account; "
+                       "'kaggle' needs ~/.kaggle/kaggle.json and the competition rules accepted.")
+    p.add_argument("--dest", type=Path, help="target folder (default: data/dsb2018)")
+    p.add_argument("--source", choices=["bbbc038", "kaggle"], default="bbbc038")
+
+    p = sub.add_parser("train", help="train a U-Net on a DSB-layout folder",
+                       description="Train on a stage1_train-style folder. --config is a preset "
+                       "(paper, practical, demo) or a JSON file; --set changes single fields, "
+                       "e.g. --set lr=0.01 num_epochs=20. After training, post-processing is "
+                       "tuned on the validation split and the test split is scored.")
+    p.add_argument("--data", type=Path, required=True, help="folder of <image_id>/ samples")
+    p.add_argument("--config", default="practical", help="preset name or .json file")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config changes")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, history)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--minutes", type=float, help="stop after the epoch that passes this time")
+    _add_device(p)
+
+    p = sub.add_parser("evaluate", help="DSB score of a trained run, overall and by modality",
+                       description="Score a trained run on its test split (default), its "
+                       "validation split, or every image of --data.")
+    _add_run(p)
+    p.add_argument("--data", type=Path, help="data folder (default: the one it trained on)")
+    p.add_argument("--split", choices=["test", "val", "all"], default="test")
+
+    p = sub.add_parser("predict", help="predict nuclei for a folder of images",
+                       description="Write a label image (16-bit PNG, 0 = background) and an "
+                       "outline overlay for every image of a DSB-layout folder.")
+    _add_run(p)
+    p.add_argument("--images", type=Path, required=True, help="folder of <image_id>/ samples")
+    p.add_argument("--out", type=Path, required=True, help="folder for the predictions")
+
+    p = sub.add_parser("submit", help="write a Kaggle submission CSV for stage1_test",
+                       description="Predict every image of --images and write ImageId,"
+                       "EncodedPixels (run-length encoded, one row per nucleus).")
+    _add_run(p)
+    p.add_argument("--images", type=Path, required=True, help="e.g. data/dsb2018/stage1_test")
+    p.add_argument("--out", type=Path, help="CSV path (default: RUN/submission.csv)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import commands  # heavy imports only once the arguments are fine
+
+    try:
+        return getattr(commands, args.command)(args)
+    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
