@@ -53,6 +53,15 @@ def test_evaluate_prints_overall_and_by_modality(trained, capsys):
     assert len(scores) == 10 and {"dsb", "dice", "modality"} <= set(scores.columns)
 
 
+def test_evaluate_scores_stage1_test_from_the_solution_csv(trained, tmp_path, capsys):
+    from test_data_stage1_test import make_stage1_test
+
+    _, run = trained
+    root, truth = make_stage1_test(tmp_path)
+    assert main(["evaluate", "--run", str(run), "--data", str(root), "--split", "all"]) == 0
+    assert f"({len(truth)} images)" in capsys.readouterr().out
+
+
 def test_predict_and_submit(trained, tmp_path, capsys):
     data, run = trained
     assert main(["predict", "--run", str(run), "--images", str(data),

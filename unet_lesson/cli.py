@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="DSB score of a trained run, overall and by modality",
                        description="Score a trained run on its test split (default), its "
-                       "validation split, or every image of --data.")
+                       "validation split, or every image of --data with --split all (e.g. "
+                       "--data data/dsb2018/stage1_test: its labels come from "
+                       "stage1_solution.csv).")
     _add_run(p)
     p.add_argument("--data", type=Path, help="data folder (default: the one it trained on)")
     p.add_argument("--split", choices=["test", "val", "all"], default="test")

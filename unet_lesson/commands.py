@@ -11,7 +11,7 @@ from PIL import Image
 
 from . import env, plotting
 from .config import course_config, load_config
-from .data import find_or_make_dataset, load_dsb_folder, read_dsb_image
+from .data import find_or_make_dataset, load_dsb_folder, load_labelled, read_dsb_image
 from .data.dsb import sample_folders
 from .evaluate import PostProcess, predict_probabilities, score_samples, summarise
 from .report import finish_run, format_metrics
@@ -83,7 +83,7 @@ def _load(args):
 def evaluate(args) -> int:
     net, cfg, post, state, folder = _load(args)
     root = args.data or Path(state["data_root"])
-    samples = load_dsb_folder(root)
+    samples = load_labelled(root)  # masks, or stage1_test with the solution CSV
     if args.split != "all":
         train_set, val_set, test_set, _ = split_samples(samples, cfg, root)
         samples = {"val": val_set, "test": test_set}[args.split]

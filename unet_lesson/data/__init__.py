@@ -58,6 +58,7 @@ from .table import (
     size_class,
     stratified_split,
 )
+from .stage1_test import load_labelled, load_labelled_test_set
 from .tiles import TileDataset, extract_window, mirror_indices, tile_sizes
 
 __all__ = [
@@ -71,5 +72,6 @@ __all__ = [
     "MODALITIES", "make_synthetic_dsb", "read_synthetic_manifest", "synthetic_sample",
     "dataset_table", "default_split_path", "load_splits", "make_splits", "modality_of",
     "save_splits", "size_class", "stratified_split",
+    "load_labelled", "load_labelled_test_set",
     "TileDataset", "extract_window", "mirror_indices", "tile_sizes",
 ]
