@@ -11,8 +11,7 @@ only; the test split is scored once, with the chosen parameters.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -98,21 +97,29 @@ def summarise(scores: pd.DataFrame) -> dict:
     }
 
 
-def tune_postprocessing(samples, probabilities, target: str) -> tuple[PostProcess, pd.DataFrame]:
-    """Grid-search the post-processing on (validation!) samples; returns the best and the grid.
+def tune_postprocessing(samples, probabilities, target: str, passes: int = 2
+                        ) -> tuple[PostProcess, pd.DataFrame]:
+    """Choose the post-processing on (validation!) samples; returns the best and every try.
 
-    Never call this with test images: the reported test score must not have chosen anything.
+    Coordinate ascent from the defaults: each parameter in turn is set to the best of its
+    candidate values with the others fixed, ``passes`` times over (about 25 evaluations instead
+    of the 75 of a full grid). Never call this with test images: the reported test score must
+    not have chosen anything.
     """
-    thresholds = [0.3, 0.4, 0.5, 0.6, 0.7]
-    interiors = [0.3, 0.4, 0.5, 0.6, 0.7] if target == "three_class" else [THRESHOLD]
-    min_sizes = [8, 16, 32]
-    rows = []
-    for t, i, m in itertools.product(thresholds, interiors, min_sizes):
-        post = PostProcess.for_target(target, threshold=t, interior_threshold=i, min_size=m)
-        score = np.mean([dsb_score(s.labels, post(p))
-                         for s, p in zip(samples, probabilities, strict=True)])
-        rows.append({**post.to_dict(), "dsb": float(score)})
-    grid = pd.DataFrame(rows).sort_values("dsb", ascending=False, ignore_index=True)
-    best = grid.iloc[0]
-    return PostProcess(best["method"], float(best["threshold"]), float(best["interior_threshold"]),
-                       int(best["min_size"])), grid
+    candidates = {"threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "min_size": [8, 16, 32]}
+    if target == "three_class":
+        candidates["interior_threshold"] = [0.3, 0.4, 0.5, 0.6, 0.7]
+    tried: dict[PostProcess, float] = {}
+
+    def score(post: PostProcess) -> float:
+        if post not in tried:
+            tried[post] = float(np.mean([dsb_score(s.labels, post(p))
+                                         for s, p in zip(samples, probabilities, strict=True)]))
+        return tried[post]
+
+    best = PostProcess.for_target(target)
+    for _ in range(passes):
+        for name, values in candidates.items():
+            best = max((replace(best, **{name: v}) for v in values), key=score)
+    grid = pd.DataFrame([{**p.to_dict(), "dsb": v} for p, v in tried.items()])
+    return best, grid.sort_values("dsb", ascending=False, ignore_index=True)
