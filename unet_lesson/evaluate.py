@@ -58,7 +58,7 @@ def predict_probabilities(net, image: np.ndarray, cfg, device: torch.device | No
                           tta: bool = False, batch_size: int = 4) -> np.ndarray:
     """(num_classes, H, W) probabilities for a uint8 (H, W, 3) image, at any size."""
     x = to_input(image, cfg.in_channels)  # (C, H, W), the training preprocessing
-    return predict_tiled(net, x, tile_size=cfg.tile_size, batch_size=batch_size, device=device,
+    return predict_tiled(net, x, tile_size=cfg.predict_tile, batch_size=batch_size, device=device,
                          amp=cfg.amp, tta=tta)
 
 
