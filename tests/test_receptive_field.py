@@ -14,6 +14,16 @@ from unet_lesson.receptive_field import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The networks here are one channel wide: their operations are too small for several threads
+    to help, and on a busy machine keeping threads in step made these tests 10-50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _brute_rows(net, height, width, rows):
     """(first, last) input row with a non-zero gradient for output pixels (row, 0)."""
     twin = connectivity_twin(net)
