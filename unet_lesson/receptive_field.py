@@ -71,7 +71,8 @@ def receptive_field(input_size: int, depth: int = 4, padding: str = "valid",
     Returns an int array of shape ``(size, 2)``: row ``i`` is ``(first, last)`` for pixel ``i``
     of ``stage`` (a stage name of :func:`unet_lesson.model.feature_sizes`, e.g.
     ``"bottleneck conv b"``; default: the network's output, before the 1x1 convolution, which
-    does not change fields). Field widths are ``last - first + 1`` pixels.
+    does not change fields). For ``"up L up-conv"`` it is the concatenated map (up-convolution
+    output and cropped copy). Field widths are ``last - first + 1`` pixels.
 
     >>> fields = receptive_field(572)  # the paper's tile
     >>> len(fields), sorted(set((fields[:, 1] - fields[:, 0] + 1).tolist()))
