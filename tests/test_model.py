@@ -13,11 +13,13 @@ from unet_lesson.model import (
     check_input_size,
     conv_layers,
     count_parameters,
+    feature_shapes,
     feature_sizes,
     input_size_for_output,
     is_legal_size,
     legal_sizes_near,
     output_size,
+    parameters_per_block,
 )
 
 # Figure 1, read left to right: every spatial size after each conv, pool and up-conv.
@@ -66,6 +68,43 @@ def test_size_arithmetic_agrees_with_the_network(paper_run):
     assert [s for _, s in feature_sizes(572)] == [h for h, _ in sizes][:-1]
     assert output_size(572) == 388
     assert UNet(base_channels=4).output_size(572) == 388
+
+
+def test_feature_shapes_are_the_boxes_of_figure_1(paper_run):
+    _, out, sizes, channels = paper_run
+    shapes = feature_shapes(572)
+    assert shapes[0] == ("input", 1, 572) and shapes[-1] == ("output", 2, 388)
+    # every conv, pool and up-conv output of a real forward pass, in order
+    recorded = [(c, h) for c, (h, _) in zip(channels, sizes, strict=True)]
+    assert [(c, s) for _, c, s in shapes[1:]] == recorded
+    assert [name for name, _, _ in shapes[1:-1]] == [name for name, _ in feature_sizes(572)]
+
+
+def test_feature_shapes_of_a_small_same_padding_net():
+    net = UNet(in_channels=3, num_classes=4, base_channels=4, depth=3, padding="same").eval()
+    seen = []
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d)):
+            m.register_forward_hook(lambda mod, i, o: seen.append((o.shape[1], o.shape[-1])))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 64, 64))
+    shapes = feature_shapes(64, depth=3, padding="same", base_channels=4, in_channels=3,
+                            num_classes=4)
+    assert shapes[0] == ("input", 3, 64)
+    assert [(c, s) for _, c, s in shapes[1:]] == seen
+
+
+def test_parameters_per_block_add_up_to_the_paper_count():
+    net = UNet(in_channels=1, num_classes=2)
+    blocks = parameters_per_block(net)
+    assert list(blocks) == ["inc", "downs.0", "downs.1", "downs.2", "bottleneck", "ups.0",
+                            "ups.1", "ups.2", "ups.3", "head"]
+    assert sum(blocks.values()) == count_parameters(net) == 31_030_658
+    assert blocks["bottleneck"] == (512 * 9 + 1) * 1024 + (1024 * 9 + 1) * 1024
+    assert blocks["ups.0"] == (1024 * 4 + 1) * 512 + (1024 * 9 + 1) * 512 + (512 * 9 + 1) * 512
+    assert blocks["head"] == 64 * 2 + 2
+    small = UNet(base_channels=4, depth=2, up_mode="bilinear", batch_norm=True)
+    assert sum(parameters_per_block(small).values()) == count_parameters(small)
 
 
 def test_exactly_23_convolution_layers():

@@ -78,3 +78,37 @@ def test_plot_history_draws_loss_and_scores():
     assert list(loss_ax.lines[0].get_ydata()) == [1.0, 0.5, 0.3]
     assert [list(line.get_xdata()) for line in score_ax.lines] == [[1, 3], [1, 3]]
     plt.close(fig)
+
+
+def _texts(fig):
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_draw_unet_labels_every_box_of_figure_1():
+    from matplotlib.patches import Rectangle
+
+    from unet_lesson.model import feature_shapes
+
+    fig = plotting.draw_unet(572)
+    texts = _texts(fig)
+    sizes = [int(t[:-1]) for t in texts if t.endswith("\u00b2")]
+    assert sizes == [s for _, _, s in feature_shapes(572)]  # 572, 570, 568, 284, ..., 388, 388
+    channels = [int(t) for t in texts if t.isdecimal()]  # "²" is a digit, not a decimal
+    assert channels == [c for name, c, _ in feature_shapes(572) if not name.startswith("pool")]
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
+    white = [p for p in boxes if p.get_facecolor()[:3] == (1.0, 1.0, 1.0)]
+    assert len(boxes) == len(sizes) + 4 and len(white) == 4  # one cropped copy per up step
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == list(plotting.UNET_ARROWS)
+    plt.close(fig)
+
+
+def test_draw_unet_until_draws_only_the_contracting_path():
+    fig = plotting.draw_unet(188, depth=2, until="bottleneck conv b")
+    sizes = [int(t[:-1]) for t in _texts(fig) if t.endswith("\u00b2")]
+    assert sizes == [188, 186, 184, 92, 90, 88, 44, 42, 40]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["conv 3x3, ReLU", "max pool 2x2"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="until='middle' is not a stage"):
+        plotting.draw_unet(572, until="middle")

@@ -84,6 +84,30 @@ def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> li
     return stages
 
 
+def feature_shapes(input_size: int, depth: int = 4, padding: str = "valid",
+                   base_channels: int = 64, in_channels: int = 1,
+                   num_classes: int = 2) -> list[tuple[str, int, int]]:
+    """``(stage, channels, size)`` for the input, every stage of :func:`feature_sizes`, the output.
+
+    The boxes of Figure 1: ``("input", 1, 572)``, ``("down 0 conv a", 64, 570)``, ...,
+    ``("pool 1", 64, 284)``, ``("down 1 conv a", 128, 282)``, ..., ``("up 3 up-conv", 512, 56)``
+    (the up-convolution's output, before the cropped copy is concatenated), ...,
+    ``("output", 2, 388)`` after the final 1x1 convolution.
+    """
+    shapes = [("input", in_channels, input_size)]
+    for stage, size in feature_sizes(input_size, depth, padding):
+        words = stage.split()
+        if words[0] == "pool":  # a max-pool keeps the channels of the level above
+            channels = base_channels * 2 ** (int(words[1]) - 1)
+        elif words[0] == "bottleneck":
+            channels = base_channels * 2**depth
+        else:  # "down L ..." and "up L ...": level L has base_channels * 2**L channels
+            channels = base_channels * 2 ** int(words[1])
+        shapes.append((stage, channels, size))
+    shapes.append(("output", num_classes, shapes[-1][2]))  # the 1x1 convolution
+    return shapes
+
+
 def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
     """Spatial size of the output map for a square input tile (572 -> 388 in the paper).
 
@@ -390,6 +414,23 @@ def init_he(module: nn.Module) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def parameters_per_block(net: UNet) -> dict[str, int]:
+    """Trainable parameters of each block of a :class:`UNet`, in the order data flows.
+
+    Keys are the attribute names: ``inc``, ``downs.0`` ... ``downs.2``, ``bottleneck``,
+    ``ups.0`` (the lowest up step) ... ``ups.3``, ``head``. The values sum to
+    :func:`count_parameters` (31,030,658 for the paper's network).
+    """
+    blocks: dict[str, int] = {}
+    for name, child in net.named_children():
+        if isinstance(child, nn.ModuleList):
+            for i, block in enumerate(child):
+                blocks[f"{name}.{i}"] = count_parameters(block)
+        else:
+            blocks[name] = count_parameters(child)
+    return blocks
 
 
 def conv_layers(module: nn.Module) -> list[nn.Module]:

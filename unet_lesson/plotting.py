@@ -157,4 +157,128 @@ def plot_history(history, title: str = "training"):
     ax_score.set_title(f"{title}: validation scores")
     ax_score.legend()
     fig.tight_layout()
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture lessons (notebooks 02-06): the paper's Figure 1, drawn from the size arithmetic
+# --------------------------------------------------------------------------------------------
+
+UNET_ARROWS = {  # the arrows of Figure 1 and their colours
+    "conv 3x3, ReLU": "#1f5fa8",
+    "copy and crop": "#8c8c8c",
+    "max pool 2x2": "#c0392b",
+    "up-conv 2x2": "#27ae60",
+    "conv 1x1": "#16a5a5",
+}
+
+
+def _unet_box_position(stage: str, depth: int) -> tuple[int, float]:
+    """(level, x) of a feature map in the U: contracting boxes at 2L + k, expansive mirrored.
+
+    A level's pooled map sits under the conv above it (the max-pool arrow points straight down)
+    and each up-convolution's output sits over the conv below it (its arrow points straight up).
+    """
+    words = stage.split()
+    if stage == "input":
+        return 0, 0.0
+    if stage == "output":
+        return 0, 4.0 * depth + 3
+    k = {"conv": {"a": 1, "b": 2}, "pool": 0, "up-conv": 0}
+    if words[0] == "pool":
+        level = int(words[1])
+        return level, 2.0 * level
+    if words[0] in ("down", "bottleneck"):
+        level = depth if words[0] == "bottleneck" else int(words[1])
+        return level, 2.0 * level + k["conv"][words[-1]]
+    level = int(words[1])  # "up L up-conv" or "up L conv a/b"
+    offset = 0 if words[2] == "up-conv" else k["conv"][words[-1]]
+    return level, 2.0 * depth + 2 + 2 * (depth - 1 - level) + offset
+
+
+def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
+              base_channels: int = 64, in_channels: int = 1, num_classes: int = 2,
+              until: str | None = None, ax=None):
+    """The paper's Figure 1 drawn from :func:`unet_lesson.model.feature_shapes`.
+
+    One box per feature map (height grows with its size, width with its channels), its size
+    written at the lower left and its channels on top; white boxes are the cropped copies that
+    the expansive path concatenates. ``until`` stops after that stage (e.g.
+    ``"bottleneck conv b"`` for the contracting path only). Returns the figure.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    from .model import feature_shapes
+
+    shapes = feature_shapes(input_size, depth, padding, base_channels, in_channels, num_classes)
+    if until is not None:
+        names = [s for s, _, _ in shapes]
+        if until not in names:
+            raise ValueError(f"until={until!r} is not a stage; stages are {names}")
+        shapes = shapes[: names.index(until) + 1]
+    x_max = max(_unet_box_position(stage, depth)[1] for stage, _, _ in shapes)
+    levels = max(_unet_box_position(stage, depth)[0] for stage, _, _ in shapes)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.75 * (x_max + 3), 1.3 * (levels + 1) + 0.6))
+    fig = ax.figure
+    largest = max(size for _, _, size in shapes)
+
+    def width(channels: int) -> float:
+        return 0.06 + 0.11 * max(0.0, np.log2(channels / min(base_channels, 4)) / 2)
+
+    def height(size: int) -> float:
+        return 0.3 + 0.55 * size / largest
+
+    boxes: dict[str, tuple[float, float, float, float, float]] = {}  # left, right, top, bottom, x
+    skips: dict[int, str] = {}
+    channels_of = {stage: channels for stage, channels, _ in shapes}
+    for stage, channels, size in shapes:
+        level, x = _unet_box_position(stage, depth)
+        top, w, h = -1.3 * level, width(channels), height(size)
+        left = x - w / 2
+        if "up-conv" in stage:  # the white copy (cropped skip) sits left of the up-conv output
+            copy_w = width(channels_of[skips[level]])
+            left -= copy_w
+            ax.add_patch(Rectangle((left, top - h), copy_w, h, facecolor="white",
+                                   edgecolor="black", linewidth=0.8))
+        ax.add_patch(Rectangle((x - w / 2, top - h), w, h, facecolor="#a9c8ec",
+                               edgecolor="black", linewidth=0.8))
+        boxes[stage] = (left, x + w / 2, top, top - h, x)
+        if stage.endswith("conv b") and stage.startswith("down"):
+            skips[level] = stage
+        ax.text((left + x + w / 2) / 2, top - h - 0.04, f"{size}\u00b2", ha="center", va="top",
+                fontsize=7)
+        if not stage.startswith("pool"):  # as in Figure 1: a pooled map keeps its channels
+            ax.text(x, top + 0.04, str(channels), ha="center", va="bottom", fontsize=7)
+
+    def arrow(start, end, kind):
+        used.add(kind)
+        ax.annotate("", xy=end, xytext=start, arrowprops={
+            "arrowstyle": "-|>", "color": UNET_ARROWS[kind], "linewidth": 1.4,
+            "shrinkA": 1, "shrinkB": 1})
+
+    names = [s for s, _, _ in shapes]
+    used = {"conv 3x3, ReLU"}
+    for prev, stage in zip(names, names[1:], strict=False):
+        a, b = boxes[prev], boxes[stage]
+        if stage.startswith("pool"):
+            arrow((a[4], a[3] - 0.14), (b[4], b[2]), "max pool 2x2")  # below the size
+        elif "up-conv" in stage:
+            arrow((a[4], a[2] + 0.16), (b[4], b[3] - 0.14), "up-conv 2x2")  # clear of labels
+            skip = boxes[skips[int(stage.split()[1])]]
+            y = skip[2] - 0.15
+            arrow((skip[1], y), (b[0], y), "copy and crop")
+        else:
+            y = a[2] - 0.15
+            kind = "conv 1x1" if stage == "output" else "conv 3x3, ReLU"
+            arrow((a[1], y), (b[0], y), kind)
+    ax.legend(handles=[Line2D([], [], color=c, linewidth=2, label=k)
+                       for k, c in UNET_ARROWS.items() if k in used],
+              loc="lower right", fontsize=8, frameon=False)
+    ax.set_xlim(-1.0, x_max + 2.0)
+    ax.set_ylim(-1.3 * levels - 1.1, 0.3)
+    ax.axis("off")
+    ax.set_title(f"U-Net, {padding} padding: a {input_size}x{input_size} tile in, "
+                 f"{shapes[-1][2]}x{shapes[-1][2]} out" if until is None else
+                 f"U-Net up to {until}: {input_size} -> {shapes[-1][2]} pixels", fontsize=10)
     return fig
