@@ -157,6 +157,7 @@ def plot_history(history, title: str = "training"):
     ax_score.set_title(f"{title}: validation scores")
     ax_score.legend()
     fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
