@@ -1,0 +1,162 @@
+r"""Size arithmetic of the U-Net: which tiles are legal, what comes out, what goes in.
+
+Section 2 of the paper: "To allow a seamless tiling of the output segmentation map, it is
+important to select the input tile size such that all 2x2 max-pooling operations are applied to
+a layer with an even x- and y-size." With unpadded (valid) 3x3 convolutions every convolution
+loses 2 pixels, so the sizes of Figure 1 follow from the input size alone: 572 -> 570 -> 568 ->
+284 -> ... -> 388. These functions compute them, so a student (and the tiler) never has to.
+All sizes are in pixels, for square tiles (apply them to height and width separately).
+"""
+
+from __future__ import annotations
+
+import math
+
+PADDINGS = ("valid", "same")
+UP_MODES = ("transpose", "bilinear")
+
+
+def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> list[tuple[str, int]]:
+    """Every spatial size the network passes through, as ``(stage, size)`` pairs.
+
+    For the paper's 572 tile: 570, 568 | 284, 282, 280 | ... | 32, 30, 28 | 56, 54, 52 | ... 388.
+    Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
+    """
+    _check_choice("padding", padding, PADDINGS)
+    shrink = 2 if padding == "valid" else 0  # pixels lost per unpadded 3x3 convolution
+    stages: list[tuple[str, int]] = []
+    size = input_size
+
+    def conv(stage: str) -> None:
+        nonlocal size
+        size -= shrink
+        if size < 1:
+            raise ValueError(f"input size {input_size} is too small: {stage} has size {size}")
+        stages.append((stage, size))
+
+    for level in range(depth + 1):  # contracting path; level == depth is the bottleneck
+        if level > 0:
+            if size % 2:
+                raise ValueError(
+                    f"input size {input_size}: the max-pool before level {level} meets the odd "
+                    f"size {size}"
+                )
+            size //= 2
+            stages.append((f"pool {level}", size))
+        name = "bottleneck" if level == depth else f"down {level}"
+        conv(f"{name} conv a")
+        conv(f"{name} conv b")
+    for level in range(depth - 1, -1, -1):  # expansive path
+        size *= 2
+        stages.append((f"up {level} up-conv", size))
+        conv(f"up {level} conv a")
+        conv(f"up {level} conv b")
+    return stages
+
+
+def feature_shapes(input_size: int, depth: int = 4, padding: str = "valid",
+                   base_channels: int = 64, in_channels: int = 1,
+                   num_classes: int = 2) -> list[tuple[str, int, int]]:
+    """``(stage, channels, size)`` for the input, every stage of :func:`feature_sizes`, the output.
+
+    The boxes of Figure 1: ``("input", 1, 572)``, ``("down 0 conv a", 64, 570)``, ...,
+    ``("pool 1", 64, 284)``, ``("down 1 conv a", 128, 282)``, ..., ``("up 3 up-conv", 512, 56)``
+    (the up-convolution's output, before the cropped copy is concatenated), ...,
+    ``("output", 2, 388)`` after the final 1x1 convolution.
+    """
+    shapes = [("input", in_channels, input_size)]
+    for stage, size in feature_sizes(input_size, depth, padding):
+        words = stage.split()
+        if words[0] == "pool":  # a max-pool keeps the channels of the level above
+            channels = base_channels * 2 ** (int(words[1]) - 1)
+        elif words[0] == "bottleneck":
+            channels = base_channels * 2**depth
+        else:  # "down L ..." and "up L ...": level L has base_channels * 2**L channels
+            channels = base_channels * 2 ** int(words[1])
+        shapes.append((stage, channels, size))
+    shapes.append(("output", num_classes, shapes[-1][2]))  # the 1x1 convolution
+    return shapes
+
+
+def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
+    """Spatial size of the output map for a square input tile (572 -> 388 in the paper).
+
+    With ``padding="same"`` the output always has the input's size (see :class:`UNet`).
+    """
+    if padding == "same":
+        if input_size < 1:
+            raise ValueError(f"input size must be positive, got {input_size}")
+        return input_size
+    return feature_sizes(input_size, depth, padding)[-1][1]
+
+
+def is_legal_size(input_size: int, depth: int = 4, padding: str = "valid") -> bool:
+    """True if a tile of this size passes through the network without rounding.
+
+    ``valid``: every pooled size even and every size positive (572 yes, 570 no).
+    ``same``: a multiple of ``2**depth`` (other sizes still work, by padding).
+    """
+    if padding == "same":
+        return input_size >= 1 and input_size % 2**depth == 0
+    try:
+        feature_sizes(input_size, depth, padding)
+    except ValueError:
+        return False
+    return True
+
+
+def legal_sizes_near(
+    input_size: int, depth: int = 4, padding: str = "valid"
+) -> tuple[int | None, int]:
+    """The nearest legal tile sizes at or below and at or above ``input_size``.
+
+    For ``valid`` padding they are the sizes ``2**depth * m + 4 * (2**depth - 1)`` (572 = 16*32 +
+    60 for depth 4). The first entry is ``None`` when no legal size lies below.
+    """
+    _check_choice("padding", padding, PADDINGS)
+    step = 2**depth
+    offset = 0 if padding == "same" else 4 * (step - 1)
+    smallest = step if padding == "same" else _smallest_valid(depth)
+    below = offset + step * math.floor((input_size - offset) / step)
+    below = below if below >= smallest else None
+    above = max(smallest, offset + step * math.ceil((input_size - offset) / step))
+    return below, above
+
+
+def _smallest_valid(depth: int) -> int:
+    step, offset = 2**depth, 4 * (2**depth - 1)
+    size = offset + step
+    while not is_legal_size(size, depth, "valid"):
+        size += step
+    return size
+
+
+def input_size_for_output(out_size: int, depth: int = 4, padding: str = "valid") -> int:
+    """The smallest legal input tile whose output is at least ``out_size`` (for overlap-tiling)."""
+    if padding == "same":
+        return 2**depth * math.ceil(out_size / 2**depth)
+    size = _smallest_valid(depth)
+    while output_size(size, depth) < out_size:
+        size += 2**depth
+    return size
+
+
+def check_input_size(height: int, width: int, depth: int = 4, padding: str = "valid") -> None:
+    """Raise a ``ValueError`` naming the nearest legal sizes if a ``valid`` tile is illegal."""
+    if padding == "same":
+        return
+    for axis, size in (("height", height), ("width", width)):
+        if not is_legal_size(size, depth, padding):
+            below, above = legal_sizes_near(size, depth, padding)
+            nearest = f"{below} or {above}" if below is not None else f"{above}"
+            raise ValueError(
+                f"input {axis} {size} is not a legal tile size for a valid-padding U-Net of depth "
+                f"{depth} (every max-pool needs an even size, every size must stay positive); "
+                f"the nearest legal sizes are {nearest}. Crop or mirror-pad the image to one of "
+                f"them, or use padding='same'."
+            )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
