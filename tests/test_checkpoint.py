@@ -55,6 +55,17 @@ def test_no_temporary_file_is_left_and_old_file_survives_a_failed_write(tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+def test_checkpoint_gets_the_permissions_of_a_normal_file(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "last.pt", model=net_state())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not the 0o600 of a temporary file
+
+
 def test_truncated_checkpoint_is_refused_clearly(tmp_path):
     path = save_checkpoint(tmp_path / "last.pt", **_state(UNet(base_channels=2, depth=2)))
     data = path.read_bytes()
