@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     run = base / "run"
     code = main(["train", "--data", str(data), "--config", "practical", "--out", str(run),
                  "--set", "base_channels=4", "depth=2", "tile_size=32", "batch_size=4",
-                 "tiles_per_epoch=8", "num_epochs=1", "num_workers=0", "val_fraction=0.2",
+                 "tiles_per_epoch=8", "num_epochs=2", "num_workers=0", "val_fraction=0.2",
                  "test_fraction=0.2", "channels_last=false"])
     assert code == 0
     return data, run
@@ -39,6 +39,10 @@ def test_train_writes_metrics_and_figures(trained, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["reported_split"] == "test" and metrics["test"]["n_images"] == 2
     assert 0.0 <= metrics["test"]["dsb"] <= 1.0
+    history = pd.read_csv(run / "history.csv")
+    # the whole run, whichever epoch was best
+    assert metrics["epochs_trained"] == len(history) == 2 and 1 <= metrics["best_epoch"] <= 2
+    assert metrics["train_minutes"] == round(history["seconds"].sum() / 60, 2)
     assert set(metrics["test"]["by_modality"]) <= {"fluorescence", "brightfield", "stained"}
     for name in ("comparison.png", "curves.png", "postprocess.json", "test_scores.csv"):
         assert (run / name).is_file(), name

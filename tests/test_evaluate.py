@@ -59,3 +59,24 @@ def test_perfect_three_class_probabilities_recover_the_nuclei():
         three[k] = target == k
     scores = score_samples(samples, [three], PostProcess.for_target("three_class"))
     assert scores["dsb"].iloc[0] > 0.9
+
+
+def test_examples_cover_every_modality_and_span_the_scores():
+    import pandas as pd
+
+    from unet_lesson.report import pick_examples
+
+    scores = pd.DataFrame({
+        "image_id": [f"f{i}" for i in range(5)] + ["s0", "s1", "b0"],
+        "modality": ["fluorescence"] * 5 + ["stained"] * 2 + ["brightfield"],
+        "dsb": [0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.4],
+    })
+    # round-robin over brightfield, fluorescence, stained; fluorescence spread best..worst
+    assert pick_examples(scores, 5) == ["b0", "f0", "s1", "f1", "s0"]
+    picked = pick_examples(scores, 7)
+    assert picked[:3] == ["b0", "f0", "s1"]
+    # four of the five fluorescence images, ranked 1, 2, 4, 5: best to worst, evenly spread
+    assert [i for i in picked if i[0] == "f"] == ["f0", "f3", "f4", "f1"]
+    assert len(set(picked)) == 7
+    assert sorted(pick_examples(scores, 20)) == sorted(scores["image_id"])
+    assert pick_examples(scores.iloc[:0], 3) == []

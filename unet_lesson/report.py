@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from . import env, plotting
@@ -31,15 +32,22 @@ from .train import load_trained, split_samples
 
 
 def pick_examples(scores: pd.DataFrame, n: int = 6) -> list[str]:
-    """Image ids for a comparison figure: round-robin over modalities, best score first."""
+    """Image ids for a comparison figure: every modality in turn, each spanning its scores.
+
+    Rows go round-robin over the modalities; within one modality the picks are spread evenly
+    over its images ranked by DSB score (best, ..., worst), so a figure shows typical and bad
+    cases too, not only the best.
+    """
     groups = [list(g.sort_values("dsb", ascending=False)["image_id"])
               for _, g in scores.groupby("modality")]
-    picked = []
-    while len(picked) < min(n, len(scores)):
-        for g in groups:
-            if g and len(picked) < n:
-                picked.append(g.pop(0))
-    return picked
+    counts = [0] * len(groups)
+    while sum(counts) < min(n, len(scores)):
+        for i, g in enumerate(groups):
+            if counts[i] < len(g) and sum(counts) < n:
+                counts[i] += 1
+    spread = [[g[round(j)] for j in np.linspace(0, len(g) - 1, k)] if k > 1 else g[:k]
+              for g, k in zip(groups, counts, strict=True)]
+    return [ids[r] for r in range(max(counts, default=0)) for ids in spread if r < len(ids)]
 
 
 def comparison_figure(samples, probabilities, post: PostProcess, ids: list[str], title: str):
@@ -70,7 +78,9 @@ def finish_run(out_dir: str | Path, samples, data_root: str | Path, device=None,
                                                               desc="test images")
     scores = score_samples(held_out, probs, post)
     scores.to_csv(out_dir / f"{name}_scores.csv", index=False)
-    history = pd.DataFrame(state["history"])
+    # the whole run: best.pt holds the history only up to the best epoch
+    saved = out_dir / "history.csv"
+    history = pd.read_csv(saved) if saved.is_file() else pd.DataFrame(state["history"])
     metrics = {
         "reported_split": name,
         name: summarise(scores),
