@@ -43,7 +43,9 @@ def test_notebook_skeleton(path):
     assert "<details>" in markdown, "exercises need revealable solutions (<details>)"
     code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
     assert "env.setup(" in _setup_cell(nb), "the first code cell must be the setup cell"
-    assert not re.search(r"""["']cuda(:\d+)?["']""", code), "never hard-code a device"
+    # never hard-code a device: torch.device("cuda"), .to("cuda"), device="cuda", .cuda()
+    hard_coded = r"""(device\(|\.to\(|device\s*=\s*)["']cuda|\.cuda\(\)"""
+    assert not re.search(hard_coded, code), "never hard-code a device"
     if path.name[:2] not in {"00"}:
         assert re.search(r"^#+ .*[Cc]heck", markdown, re.M), "no check-against-the-package section"
 
@@ -69,3 +71,13 @@ def test_stored_outputs_come_from_one_clean_run(path):
             counts.append(cell["execution_count"])
     assert counts == list(range(1, len(counts) + 1)), "outputs are not from one top-to-bottom run"
     assert path.stat().st_size < MAX_BYTES
+
+
+def test_links_between_notebooks_and_from_the_readme_point_to_real_files():
+    root = Path(__file__).resolve().parents[1]
+    names = {p.name for p in NOTEBOOKS}
+    texts = {p.name: p.read_text(encoding="utf-8") for p in NOTEBOOKS}
+    texts["README.md"] = (root / "README.md").read_text(encoding="utf-8")
+    for where, text in texts.items():
+        for link in re.findall(r"(\d\d_[a-z0-9_]+\.ipynb)", text):
+            assert link in names, f"{where} links to {link}, which does not exist"
