@@ -7,14 +7,18 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the numpy-only benchmarks skip it
+    import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"  # git-ignored
 
 
 def device_description(device: torch.device) -> str:
     """'cuda (NVIDIA H100 80GB HBM3)' or 'cpu (Intel Xeon ..., 2 threads)'."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"{device.type} ({cpu_name()}, {torch.get_num_threads()} threads)"
@@ -30,7 +34,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine() -> str:
+    """One line for the numpy-only benchmarks: host, CPU, cores, load, numpy and python."""
+    import numpy as np
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (f"{platform.node()} | {cpu_name()} | {os.cpu_count()} logical cores | load average "
+            f"{load} | numpy {np.__version__}, python {platform.python_version()}")
+
+
 def header(title: str, device: torch.device) -> None:
+    import torch
+
     print(f"# {title}")
     print(f"device : {device_description(device)}")
     print(f"torch  : {torch.__version__}, python {platform.python_version()}, "
@@ -39,6 +54,8 @@ def header(title: str, device: torch.device) -> None:
 
 
 def sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -16,15 +16,17 @@ and noised as the "probability", scored by connected components and by watershed
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from unet_lesson import metrics, rle
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine  # noqa: E402
+
+from unet_lesson import metrics, rle  # noqa: E402
 from unet_lesson.instances import (
     connected_components,
     fake_probability,
@@ -35,18 +37,6 @@ from unet_lesson.instances import (
 # (height, width, how many images): roughly the mix of stage1_test's 65 images
 SIZES = [(256, 256, 30), (256, 320, 8), (260, 347, 8), (512, 640, 6), (520, 696, 10),
          (1024, 1024, 3)]
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"{platform.node()} | {cpu} | {os.cpu_count()} logical cores | load average {load}"
-            f" | numpy {np.__version__}, python {platform.python_version()}")
 
 
 def make_images():

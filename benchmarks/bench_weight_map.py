@@ -11,27 +11,18 @@ and < 1 s on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from unet_lesson import weights
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine  # noqa: E402
+
+from unet_lesson import weights  # noqa: E402
 from unet_lesson.instances import synthetic_nuclei
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"{platform.node()} | {cpu} | {os.cpu_count()} logical cores | load average {load}"
-            f" | numpy {np.__version__}, python {platform.python_version()}")
 
 
 def brute_force_weight_map(labels, w0=10.0, sigma=5.0):
