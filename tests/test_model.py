@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -253,6 +254,8 @@ def test_center_crop_takes_the_middle():
     assert torch.equal(center_crop(x, 4, 2), x[..., 2:6, 3:5])
     with pytest.raises(ValueError, match="cannot crop"):
         center_crop(x, 9, 2)
+    labels = x[0, 0].numpy().astype(np.int64)  # the tile dataset crops numpy labels with it
+    assert np.array_equal(center_crop(labels, 4, 2), labels[2:6, 3:5])
 
 
 def test_deterministic_under_a_seed():

@@ -110,7 +110,10 @@ class Bottleneck(nn.Sequential):
 
 
 def center_crop(features: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Cut the central ``height x width`` window out of a (B, C, H, W) feature map."""
+    """Cut the central ``height x width`` window out of a (B, C, H, W) feature map.
+
+    Only the last two axes are cut, so it serves numpy arrays of any rank as well (the tile
+    dataset crops its labels to the network's output size with it)."""
     h, w = features.shape[-2:]
     if height > h or width > w:
         raise ValueError(f"cannot crop a {h}x{w} map to {height}x{width}")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..model import input_size_for_output, output_size
+from ..model import center_crop, input_size_for_output, output_size
 from .augment import Augment, augment_window
 from .dsb import to_input
 
@@ -74,15 +74,6 @@ def extract_window(array: np.ndarray, top: int, left: int, height: int, width: i
     rows = mirror_indices(top, height, size_y)
     cols = mirror_indices(left, width, size_x)
     return array.take(rows, axis=0).take(cols, axis=1)
-
-
-def center_crop_array(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The central ``height x width`` of the last two axes (as ``model.center_crop``)."""
-    h, w = array.shape[-2:]
-    if height > h or width > w:
-        raise ValueError(f"cannot crop a {h}x{w} array to {height}x{width}")
-    top, left = (h - height) // 2, (w - width) // 2
-    return array[..., top : top + height, left : left + width]
 
 
 class TileDataset(Dataset):
@@ -158,7 +149,7 @@ class TileDataset(Dataset):
         if self.augment:
             x, labels_in = augment_window(x, labels_in, rng, self.augment, margin)
         labels_in = labels_in.astype(np.int64)  # (in, in)
-        labels_out = center_crop_array(labels_in, self.out_size, self.out_size)  # (out, out)
+        labels_out = center_crop(labels_in, self.out_size, self.out_size)  # (out, out)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "mask": torch.from_numpy((labels_out > 0).astype(np.int64)),
@@ -172,6 +163,6 @@ class TileDataset(Dataset):
                 if value.shape[-2:] != labels_in.shape:
                     raise ValueError(f"target_fn's {name!r} has shape {value.shape}; expected "
                                      f"(..., {self.in_size}, {self.in_size}), the input size")
-                cropped = center_crop_array(value, self.out_size, self.out_size)
+                cropped = center_crop(value, self.out_size, self.out_size)
                 item[name] = torch.from_numpy(np.ascontiguousarray(cropped))
         return item
