@@ -43,6 +43,16 @@ def machine() -> str:
             f"{load} | numpy {np.__version__}, python {platform.python_version()}")
 
 
+def best_of(fn, repeats: int = 3):
+    """The fastest of ``repeats`` calls of ``fn`` (seconds) and the last call's result."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
 def header(title: str, device: torch.device) -> None:
     import torch
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import best_of, machine  # noqa: E402
 
 from unet_lesson import metrics, rle  # noqa: E402
 from unet_lesson.instances import (
@@ -50,15 +49,6 @@ def make_images():
             preds.append(watershed_split(fake_probability(true, seed=seed)))
             seed += 1
     return trues, preds
-
-
-def best_of(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def real_labels(folder: Path) -> np.ndarray:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import best_of, machine  # noqa: E402
 
 from unet_lesson import weights  # noqa: E402
 from unet_lesson.instances import synthetic_nuclei
@@ -36,15 +35,6 @@ def brute_force_weight_map(labels, w0=10.0, sigma=5.0):
     border = np.where((labels == 0) & np.isfinite(d2),
                       w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2)), 0.0)
     return weights.class_weight_map(labels) + border
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:
