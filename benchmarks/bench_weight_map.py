@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, machine  # noqa: E402
 
 from unet_lesson import weights  # noqa: E402
-from unet_lesson.instances import synthetic_nuclei
+from unet_lesson.toy import synthetic_nuclei
 
 
 def brute_force_weight_map(labels, w0=10.0, sigma=5.0):

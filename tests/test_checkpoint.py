@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_lesson import UNet
+from unet_lesson import UNet, UNetConfig
 from unet_lesson.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -34,7 +34,7 @@ def test_round_trip_restores_model_and_rng(tmp_path):
     set_rng_state(state["rng"])
     again = (random.random(), np.random.random(), torch.rand(2))  # noqa: NPY002
     assert again[:2] == expected[:2] and torch.equal(again[2], expected[2])
-    other = UNet.from_config(state["model_config"])
+    other = UNet(UNetConfig(**state["model_config"]))
     other.load_state_dict(state["model"])
     for a, b in zip(net.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)

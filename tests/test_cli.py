@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
     code = main(["train", "--data", str(data), "--config", "practical", "--out", str(run),
                  "--set", "base_channels=4", "depth=2", "tile_size=32", "batch_size=4",
                  "tiles_per_epoch=8", "num_epochs=2", "num_workers=0", "val_fraction=0.2",
-                 "test_fraction=0.2", "channels_last=false"])
+                 "test_fraction=0.2", "channels_last=false", "best_above_chance=false"])
     assert code == 0
     return data, run
 
@@ -85,7 +85,41 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err
     assert main(["evaluate", "--run", str(tmp_path / "empty")]) == 2
-    assert "no checkpoint at" in capsys.readouterr().err
+    assert "holds no run: train one there" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
                  "--set", "lr=fast"]) == 2
     assert "lr takes a float" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_folder_scores_all_of_it_and_refuses_its_splits(trained, tmp_path,
+                                                                            capsys):
+    """`evaluate --data OTHER` once scored only OTHER's random 15 % test split, silently."""
+    _, run = trained
+    other = make_synthetic_dsb(tmp_path / "other", n_images=6, seed=9, image_size=64,
+                               progress=False)
+    assert main(["evaluate", "--run", str(run), "--data", str(other)]) == 0
+    assert "all split: DSB score" in capsys.readouterr().out
+    assert len(pd.read_csv(run / "evaluate_all.csv")) == 6
+    assert main(["evaluate", "--run", str(run), "--data", str(other), "--split", "test"]) == 2
+    assert "to score every image of" in capsys.readouterr().err
+
+
+def test_train_refuses_a_folder_holding_a_run(trained, capsys):
+    data, run = trained
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["train", "--data", str(data), "--out", str(run), "--set", "num_epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_refused_resume_changes_nothing(trained, capsys):
+    """`--resume --set base_channels=8` (or lr=0.5) once rewrote config.json."""
+    data, run = trained
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for change in ("base_channels=8", "lr=0.5"):
+        assert main(["train", "--data", str(data), "--out", str(run), "--resume",
+                     "--set", change]) == 2
+        err = capsys.readouterr().err
+        assert "nothing was changed" in err and change.split("=")[0] in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

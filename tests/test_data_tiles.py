@@ -78,12 +78,12 @@ def test_plain_tiles_have_the_overlap_tile_geometry(padding):
         _, top, left = ds.output_window(index)
         assert item["image"].shape == (3, ds.in_size, ds.in_size)
         assert item["image"].dtype == torch.float32
-        for key in ("mask", "labels"):
-            assert item[key].shape == (ds.out_size, ds.out_size) and item[key].dtype == torch.int64
+        assert set(item) == {"image", "labels"}
+        assert item["labels"].shape == (ds.out_size, ds.out_size)
+        assert item["labels"].dtype == torch.int64
         # the targets are the image's labels at the output window...
         np.testing.assert_array_equal(item["labels"].numpy(),
                                       labels[top : top + ds.out_size, left : left + ds.out_size])
-        np.testing.assert_array_equal(item["mask"].numpy(), item["labels"].numpy() > 0)
         # ...and the input is that window plus `context` mirrored pixels on every side
         expected = extract_window(image, top - context, left - context, ds.in_size, ds.in_size)
         np.testing.assert_allclose(item["image"].numpy(),
@@ -135,8 +135,8 @@ def test_target_fn_sees_the_input_labels_and_its_outputs_are_cropped():
                       target_fn=lambda lab: {"w": lab[:10]})
     with pytest.raises(ValueError, match="'w' has shape .*the input size"):
         bad[0]
-    clash = TileDataset([(image, labels)], out_size=64, target_fn=lambda lab: {"mask": lab})
-    with pytest.raises(ValueError, match="'mask', which the dataset sets"):
+    clash = TileDataset([(image, labels)], out_size=64, target_fn=lambda lab: {"labels": lab})
+    with pytest.raises(ValueError, match="'labels', which the dataset sets"):
         clash[0]
 
 
@@ -157,7 +157,6 @@ def test_augmented_tiles_keep_labels_intact(samples, padding):
         item = ds[index]
         ids = set(np.unique(item["labels"].numpy()))
         assert ids <= set(np.unique(samples[index % 3].labels))
-        np.testing.assert_array_equal(item["mask"].numpy(), item["labels"].numpy() > 0)
         assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
         assert item["image"].shape == (3, ds.in_size, ds.in_size)
 

@@ -5,7 +5,7 @@ import pytest
 
 from unet_lesson.data import DSBSample
 from unet_lesson.evaluate import PostProcess, score_samples, summarise, tune_postprocessing
-from unet_lesson.instances import fake_probability, synthetic_nuclei
+from unet_lesson.toy import fake_probability, synthetic_nuclei
 
 
 def _samples(n=3):
@@ -64,7 +64,7 @@ def test_perfect_three_class_probabilities_recover_the_nuclei():
 def test_examples_cover_every_modality_and_span_the_scores():
     import pandas as pd
 
-    from unet_lesson.report import pick_examples
+    from unet_lesson.plotting import pick_examples
 
     scores = pd.DataFrame({
         "image_id": [f"f{i}" for i in range(5)] + ["s0", "s1", "b0"],

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from skimage.draw import disk
 from skimage.measure import label as sk_label
 
-from unet_lesson import instances
+from unet_lesson import instances, toy
 from unet_lesson.metrics import dsb_score, iou_matrix
 
 
@@ -19,22 +19,22 @@ def _same_partition(a, b):
 
 
 def test_synthetic_nuclei_are_deterministic_and_touch():
-    a = instances.synthetic_nuclei((96, 96), 12, seed=5)
-    assert np.array_equal(a, instances.synthetic_nuclei((96, 96), 12, seed=5))
-    assert not np.array_equal(a, instances.synthetic_nuclei((96, 96), 12, seed=6))
+    a = toy.synthetic_nuclei((96, 96), 12, seed=5)
+    assert np.array_equal(a, toy.synthetic_nuclei((96, 96), 12, seed=5))
+    assert not np.array_equal(a, toy.synthetic_nuclei((96, 96), 12, seed=6))
     assert a.dtype == np.int32 and a.max() == 12
     assert np.array_equal(np.unique(a), np.arange(13))  # ids 1..N, all present
     # some nuclei touch: a pixel whose right or lower neighbour is another nucleus
     right = (a[:, :-1] > 0) & (a[:, 1:] > 0) & (a[:, :-1] != a[:, 1:])
     down = (a[:-1] > 0) & (a[1:] > 0) & (a[:-1] != a[1:])
     assert right.sum() + down.sum() > 10
-    prob = instances.fake_probability(a, seed=0)
+    prob = toy.fake_probability(a, seed=0)
     assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
 
 
 def test_connected_components_match_scikit_image():
-    labels = instances.synthetic_nuclei((80, 90), 10, seed=2)
-    prob = instances.fake_probability(labels, seed=2)
+    labels = toy.synthetic_nuclei((80, 90), 10, seed=2)
+    prob = toy.fake_probability(labels, seed=2)
     ours = instances.connected_components(prob, min_size=0, fill_holes=False)
     theirs = sk_label(prob > 0.5, connectivity=2)  # 8-connectivity
     assert ours.dtype == np.int32 and ours.max() == theirs.max()
@@ -61,8 +61,8 @@ def test_holes_are_filled_and_tiny_objects_removed():
 def test_watershed_splits_touching_nuclei_and_raises_the_dsb_score():
     cc_scores, ws_scores = [], []
     for seed in range(5):
-        true = instances.synthetic_nuclei((128, 128), 14, seed=seed)
-        prob = instances.fake_probability(true, seed=seed)
+        true = toy.synthetic_nuclei((128, 128), 14, seed=seed)
+        prob = toy.fake_probability(true, seed=seed)
         cc = instances.connected_components(prob)
         ws = instances.watershed_split(prob)
         assert ws.max() > cc.max()  # merged blobs were split
@@ -109,7 +109,7 @@ def _brute_three_class(labels, r):
 
 @pytest.mark.parametrize("border_width", [1, 2, 3])
 def test_three_class_target_matches_its_definition(border_width):
-    labels = instances.synthetic_nuclei((40, 48), 6, seed=4)
+    labels = toy.synthetic_nuclei((40, 48), 6, seed=4)
     target = instances.three_class_target(labels, border_width)
     assert target.dtype == np.int64
     np.testing.assert_array_equal(target, _brute_three_class(labels, border_width))
@@ -127,7 +127,7 @@ def test_three_class_target_by_hand():
 def test_three_class_decoding_recovers_the_nuclei():
     soft_scores = []
     for seed in range(3):
-        true = instances.synthetic_nuclei((96, 96), 12, seed=seed)
+        true = toy.synthetic_nuclei((96, 96), 12, seed=seed)
         one_hot = np.eye(3)[instances.three_class_target(true)].transpose(2, 0, 1)  # (3, H, W)
         decoded = instances.labels_from_three_class(one_hot)
         assert decoded.max() == true.max()
@@ -150,8 +150,8 @@ def test_a_nucleus_too_small_for_an_interior_is_kept():
 
 
 def test_probabilities_to_labels_dispatches_and_refuses():
-    true = instances.synthetic_nuclei((64, 64), 8, seed=1)
-    prob = instances.fake_probability(true, seed=1)
+    true = toy.synthetic_nuclei((64, 64), 8, seed=1)
+    prob = toy.fake_probability(true, seed=1)
     two = np.stack([1 - prob, prob])  # (2, H, W) softmax
     assert np.array_equal(instances.probabilities_to_labels(two),
                           instances.watershed_split(prob))

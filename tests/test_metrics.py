@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from unet_lesson import metrics
-from unet_lesson.instances import fake_probability, synthetic_nuclei, watershed_split
+from unet_lesson.instances import watershed_split
+from unet_lesson.toy import fake_probability, synthetic_nuclei
 
 THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 

@@ -22,6 +22,7 @@ from unet_lesson.model import (
     output_size,
     parameters_per_block,
 )
+from unet_lesson.sizes import Stage
 
 # Figure 1, read left to right: every spatial size after each conv, pool and up-conv.
 FIGURE_1 = [
@@ -74,11 +75,19 @@ def test_size_arithmetic_agrees_with_the_network(paper_run):
 def test_feature_shapes_are_the_boxes_of_figure_1(paper_run):
     _, out, sizes, channels = paper_run
     shapes = feature_shapes(572)
-    assert shapes[0] == ("input", 1, 572) and shapes[-1] == ("output", 2, 388)
+    assert shapes[0] == Stage("input", 0, "input", 1, 572)
+    assert shapes[-1] == Stage("output", 0, "output", 2, 388)
     # every conv, pool and up-conv output of a real forward pass, in order
     recorded = [(c, h) for c, (h, _) in zip(channels, sizes, strict=True)]
-    assert [(c, s) for _, c, s in shapes[1:]] == recorded
-    assert [name for name, _, _ in shapes[1:-1]] == [name for name, _ in feature_sizes(572)]
+    assert [(s.channels, s.size) for s in shapes[1:]] == recorded
+    assert [s.name for s in shapes[1:-1]] == [name for name, _ in feature_sizes(572)]
+    # the records say where each map sits, so no one parses a name back
+    pools = [s for s in shapes if s.op == "pool"]
+    assert [(s.level, s.channels, s.name) for s in pools] == [
+        (1, 64, "pool 1"), (2, 128, "pool 2"), (3, 256, "pool 3"), (4, 512, "pool 4")]
+    assert [s.name for s in shapes if s.path == "bottleneck"] == [
+        "pool 4", "bottleneck conv a", "bottleneck conv b"]
+    assert {s.level for s in shapes if s.op == "up-conv"} == {0, 1, 2, 3}
 
 
 def test_feature_shapes_of_a_small_same_padding_net():
@@ -91,8 +100,8 @@ def test_feature_shapes_of_a_small_same_padding_net():
         net(torch.randn(1, 3, 64, 64))
     shapes = feature_shapes(64, depth=3, padding="same", base_channels=4, in_channels=3,
                             num_classes=4)
-    assert shapes[0] == ("input", 3, 64)
-    assert [(c, s) for _, c, s in shapes[1:]] == seen
+    assert (shapes[0].channels, shapes[0].size) == (3, 64)
+    assert [(s.channels, s.size) for s in shapes[1:]] == seen
 
 
 def test_parameters_per_block_add_up_to_the_paper_count():
@@ -247,6 +256,15 @@ def test_bad_arguments_raise():
         UNet(up_mode="nearest")
     with pytest.raises(ValueError, match="dropout"):
         UNet(dropout=1.0)
+    # every number has a range, checked where it enters (not deep inside torch)
+    with pytest.raises(ValueError, match="base_channels must satisfy 1 <= base_channels"):
+        UNet(base_channels=0)
+    with pytest.raises(ValueError, match="depth must satisfy 1 <= depth <= 8"):
+        UNet(depth=0)
+    with pytest.raises(TypeError, match="in_channels must be an integer"):
+        UNet(in_channels=1.5)
+    with pytest.raises(TypeError, match="batch_norm must be True or False"):
+        UNet(batch_norm="false")
 
 
 def test_center_crop_takes_the_middle():
@@ -272,10 +290,11 @@ def test_deterministic_under_a_seed():
 def test_config_round_trip():
     net = UNet(in_channels=3, num_classes=3, base_channels=4, depth=3, padding="same",
                batch_norm=True, up_mode="bilinear", dropout=0.1)
-    again = UNet.from_config(net.config)
+    again = UNet(net.config)
     again.load_state_dict(net.state_dict())  # same architecture, same parameter names
     assert again.config == net.config == UNetConfig(**vars(net.config))
-    assert UNet.from_config(vars(net.config)).config == net.config
+    with pytest.raises(TypeError, match="not both"):
+        UNet(net.config, depth=2)
 
 
 @pytest.mark.parametrize(

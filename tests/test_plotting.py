@@ -92,9 +92,9 @@ def test_draw_unet_labels_every_box_of_figure_1():
     fig = plotting.draw_unet(572)
     texts = _texts(fig)
     sizes = [int(t[:-1]) for t in texts if t.endswith("\u00b2")]
-    assert sizes == [s for _, _, s in feature_shapes(572)]  # 572, 570, 568, 284, ..., 388, 388
+    assert sizes == [s.size for s in feature_shapes(572)]  # 572, 570, 568, 284, ..., 388, 388
     channels = [int(t) for t in texts if t.isdecimal()]  # "²" is a digit, not a decimal
-    assert channels == [c for name, c, _ in feature_shapes(572) if not name.startswith("pool")]
+    assert channels == [s.channels for s in feature_shapes(572) if s.op != "pool"]
     boxes = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
     white = [p for p in boxes if p.get_facecolor()[:3] == (1.0, 1.0, 1.0)]
     assert len(boxes) == len(sizes) + 4 and len(white) == 4  # one cropped copy per up step

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from unet_lesson import rle
-from unet_lesson.instances import synthetic_nuclei
+from unet_lesson.toy import synthetic_nuclei
 
 
 def test_column_major_order_by_hand():

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from skimage.draw import disk
 
 from unet_lesson import weights
-from unet_lesson.instances import synthetic_nuclei
+from unet_lesson.toy import synthetic_nuclei
 
 
 def brute_border(labels, w0=10.0, sigma=5.0):

@@ -4,25 +4,31 @@ A checkpoint holds everything needed to continue a run exactly: the model, optim
 rate scheduler and gradient scaler states, the epoch, the random-number generator states of
 Python, NumPy and PyTorch, the training history and the model's configuration.
 
-* Written to a temporary file in the same folder, flushed to disk, then renamed over the target
-  (``os.replace`` is atomic), so a crash mid-write never leaves a half checkpoint under the real
-  name.
+* Written through :func:`unet_lesson.files.atomic_write` (a temporary file in the same folder,
+  flushed, then renamed over the target), so a crash mid-write never leaves a half checkpoint
+  under the real name.
 * Loaded with ``torch.load(..., weights_only=True)``: no arbitrary code runs from a file. All
   states are therefore stored as tensors, numbers, strings, lists and dicts.
 * A file that is truncated, corrupt, of another format, or of another model configuration gives
   a clear :class:`CheckpointError` instead of a deep traceback.
+
+A run folder (:mod:`unet_lesson.run`) decides which checkpoints exist and when they are
+written; this module only knows the file format. Notebook 10 looks inside a checkpoint.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from . import env
+from .config import from_dict
+from .files import atomic_write
+from .model import UNet
 
 FORMAT = "unet-lesson-checkpoint/1"
 
@@ -76,27 +82,9 @@ def _from_safe(value):
 
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
     """Write ``state`` (plus the format marker) atomically to ``path``; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is a normal file
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never a half
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_write(path, "wb") as handle:
+        torch.save({"format": FORMAT, **state}, handle)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
@@ -130,3 +118,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                 f"matching configuration, or start a new run in another folder."
             )
     return state
+
+
+def load_model(path: str | Path, device: torch.device | None = None):
+    """``(net, train_config, checkpoint)`` from a checkpoint, the network in eval mode.
+
+    The network is rebuilt from the checkpoint's own configuration, so it always matches the
+    weights."""
+    device = device or env.pick_device()
+    state = load_checkpoint(path, map_location=device)
+    cfg = from_dict(state["train_config"])
+    net = UNet(cfg.model).to(device)
+    net.load_state_dict(state["model"])
+    return net.eval(), cfg, state

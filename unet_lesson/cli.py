@@ -33,7 +33,8 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, help="a training run folder (uses its best.pt)")
-    p.add_argument("--checkpoint", type=Path, help="a checkpoint file instead of --run")
+    p.add_argument("--checkpoint", type=Path, help="another checkpoint of a run instead of "
+                   "--run, e.g. RUN/last.pt")
     p.add_argument("--tta", action="store_true", help="average over flips (test-time "
                    "augmentation: slower, usually a little better)")
     _add_device(p)
@@ -59,26 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["bbbc038", "kaggle"], default="bbbc038")
 
     p = sub.add_parser("train", help="train a U-Net on a DSB-layout folder",
-                       description="Train on a stage1_train-style folder. --config is a preset "
-                       "(paper, practical, demo) or a JSON file; --set changes single fields, "
-                       "e.g. --set lr=0.01 num_epochs=20. After training, post-processing is "
-                       "tuned on the validation split and the test split is scored.")
+                       description="Train on a stage1_train-style folder into a new run folder "
+                       "(--out). --config is a preset (paper, practical, laptop, demo) or a "
+                       "JSON file; --set changes single fields, e.g. --set lr=0.01 "
+                       "num_epochs=20. After training, post-processing is tuned on the "
+                       "validation split and the test split is scored. A folder holding "
+                       "another run is refused: --resume continues it (with the same "
+                       "configuration), --overwrite replaces it.")
     p.add_argument("--data", type=Path, required=True, help="folder of <image_id>/ samples")
-    p.add_argument("--config", default="practical", help="preset name or .json file")
+    p.add_argument("--config", help="preset name or .json file (default: practical; with "
+                   "--resume: the run's own)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config changes")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, history)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in OUT from its "
+                       "last.pt (its configuration must not change)")
+    group.add_argument("--overwrite", action="store_true", help="delete the run in OUT and "
+                       "start a new one")
     p.add_argument("--minutes", type=float, help="stop after the epoch that passes this time")
     _add_device(p)
 
     p = sub.add_parser("evaluate", help="DSB score of a trained run, overall and by modality",
-                       description="Score a trained run on its test split (default), its "
-                       "validation split, or every image of --data with --split all (e.g. "
-                       "--data data/dsb2018/stage1_test: its labels come from "
-                       "stage1_solution.csv).")
+                       description="Score a trained run on its test split (the default), its "
+                       "validation split, or every image of another labelled folder (--data, "
+                       "e.g. data/dsb2018/stage1_test, whose labels come from "
+                       "stage1_solution.csv: there the default is --split all).")
     _add_run(p)
     p.add_argument("--data", type=Path, help="data folder (default: the one it trained on)")
-    p.add_argument("--split", choices=["test", "val", "all"], default="test")
+    p.add_argument("--split", choices=["test", "val", "all"], help="which images (default: "
+                   "test for the run's own data, all for another folder)")
 
     p = sub.add_parser("predict", help="predict nuclei for a folder of images",
                        description="Write a label image (16-bit PNG, 0 = background) and an "

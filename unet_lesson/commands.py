@@ -1,21 +1,23 @@
-"""What each command of ``python -m unet_lesson`` does (the parser is in :mod:`.cli`)."""
+"""What each command of ``python -m unet_lesson`` does (the parser is in :mod:`.cli`).
+
+Each command is a few lines over a :class:`~unet_lesson.run.Run`, which owns the run folder.
+"""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import env, plotting
+from . import env, files, plotting
 from .config import course_config, load_config
 from .data import find_or_make_dataset, load_dsb_folder, load_labelled, read_dsb_image
 from .data.dsb import sample_folders
-from .evaluate import PostProcess, predict_probabilities, score_samples, summarise
-from .report import finish_run, format_metrics
-from .train import fit, load_trained, split_samples
+from .evaluate import format_metrics, score_samples, summarise
+from .predict import predict_image, predict_samples
+from .run import Run, RunError
 
 
 def _elapsed(start: float) -> str:
@@ -30,14 +32,14 @@ def demo(args) -> int:
     print(f"mode {env.mode(device)}, device {env.describe(device)['device']}")
     source = find_or_make_dataset(prefer="synthetic")
     print(f"data: {source}")
-    cfg = course_config("practical", device)
     samples = load_dsb_folder(source.root)
-    history = fit(cfg, source.root, out, device=device, samples=samples)
+    run = Run.create(out, course_config("practical", device), source.root, samples,
+                     overwrite=True)  # the demo's own folder: each demo replaces the last
+    history = run.train(samples, device)
     last = history.iloc[-1]
     print(f"trained {len(history)} epochs in {_elapsed(start)}; last epoch: loss "
           f"{last['train_loss']:.4f}, validation DSB score {last['val_dsb']:.3f}")
-    metrics = finish_run(out, samples, source.root, device)
-    print(format_metrics(metrics))
+    print(format_metrics(run.finish(samples, device)))
     print(f"\nwritten to {out}:")
     for name in ("comparison.png", "metrics.json", "curves.png", "history.csv", "best.pt"):
         print(f"  {out / name}")
@@ -56,52 +58,58 @@ def download(args) -> int:
 def train(args) -> int:
     start = time.perf_counter()
     device = env.pick_device(args.device)
-    cfg = load_config(args.config, args.set)
-    samples = load_dsb_folder(args.data)
+    if args.resume:  # checked before the data is read: a refusal costs no time
+        config = load_config(args.config) if args.config else None
+        run = Run.resume(args.out, config, args.set, data_root=args.data)
+        samples = load_dsb_folder(args.data)
+    else:
+        config = load_config(args.config or "practical", args.set)
+        samples = load_dsb_folder(args.data)
+        run = Run.create(args.out, config, args.data, samples, overwrite=args.overwrite)
     print(f"training on {len(samples)} images of {args.data} with {device}; run folder {args.out}")
-    fit(cfg, args.data, args.out, device=device, resume=args.resume, samples=samples,
-        time_limit_s=args.minutes * 60 if args.minutes else None)
-    metrics = finish_run(args.out, samples, args.data, device)
-    print(format_metrics(metrics))
+    run.train(samples, device, time_limit_s=args.minutes * 60 if args.minutes else None)
+    print(format_metrics(run.finish(samples, device)))
     print(f"done in {_elapsed(start)}; metrics, curves and comparison figure in {args.out}")
     return 0
 
 
-def _load(args):
-    """(net, config, post-processing, run folder) from --run or --checkpoint."""
+def _open(args) -> tuple[Run, str]:
+    """The run of ``--run`` (its best.pt) or of ``--checkpoint RUN/NAME.pt`` (that one)."""
     if (args.run is None) == (args.checkpoint is None):
-        raise ValueError("give exactly one of --run RUN_FOLDER or --checkpoint FILE")
-    path = args.checkpoint or args.run / "best.pt"
-    net, cfg, state = load_trained(path, env.pick_device(args.device))
-    folder = path.parent
-    post_file = folder / "postprocess.json"
-    post = (PostProcess(**json.loads(post_file.read_text())) if post_file.is_file()
-            else PostProcess.for_target(cfg.target))
-    return net, cfg, post, state, folder
+        raise ValueError("give exactly one of --run RUN_FOLDER or --checkpoint RUN_FOLDER/X.pt")
+    if args.checkpoint is not None:
+        return Run.open(args.checkpoint.parent), args.checkpoint.name
+    return Run.open(args.run), "best.pt"
 
 
 def evaluate(args) -> int:
-    net, cfg, post, state, folder = _load(args)
-    root = args.data or Path(state["data_root"])
+    run, checkpoint = _open(args)
+    device = env.pick_device(args.device)
+    root = args.data or run.data_root
+    own = Path(root).resolve() == run.data_root.resolve()
+    split = args.split or ("test" if own else "all")
+    if split != "all" and not own:
+        raise RunError(f"--split {split} is a split of the data this run trained on "
+                       f"({run.data_root}); to score every image of {root} use --split all")
     samples = load_labelled(root)  # masks, or stage1_test with the solution CSV
-    if args.split != "all":
-        train_set, val_set, test_set, _ = split_samples(samples, cfg, root)
-        samples = {"val": val_set, "test": test_set}[args.split]
-    probs = [predict_probabilities(net, s.image, cfg, tta=args.tta)
-             for s in env.progress(samples, desc="scoring")]
-    scores = score_samples(samples, probs, post)
-    out = folder / f"evaluate_{args.split}.csv"
-    scores.to_csv(out, index=False)
-    print(format_metrics({"reported_split": args.split, args.split: summarise(scores)}))
+    if split != "all":
+        samples = run.split(samples)[split]
+    net = run.load_model(device, checkpoint)
+    probs = predict_samples(net, samples, run.config, device, args.tta, desc="scoring")
+    scores = score_samples(samples, probs, run.postprocess())
+    out = files.write_csv(run.path(f"evaluate_{split}.csv"), scores)
+    print(format_metrics({"reported_split": split, split: summarise(scores)}))
     print(f"per-image scores: {out}")
     return 0
 
 
-def _predict_folder(args, folder_kind: str):
-    net, cfg, post, _, folder = _load(args)
-    for sample_dir in env.progress(sample_folders(args.images), desc=folder_kind):
+def _predict_folder(args, what: str):
+    run, checkpoint = _open(args)
+    device = env.pick_device(args.device)
+    net, post = run.load_model(device, checkpoint), run.postprocess()
+    for sample_dir in env.progress(sample_folders(args.images), desc=what):
         image = read_dsb_image(sample_dir)
-        labels = post(predict_probabilities(net, image, cfg, tta=args.tta))
+        labels = post(predict_image(net, image, run.config, device, tta=args.tta))
         yield sample_dir.name, image, labels
 
 

@@ -1,44 +1,60 @@
 """Training configurations: one dataclass, a few named presets, JSON files and ``key=value``.
 
-Two presets are the course's two ways to train, one config apart:
+A :class:`TrainConfig` holds everything that defines a training run; its ``model`` field is
+the network's :class:`~unet_lesson.model.UNetConfig` (the one description of the network).
+Values are checked where they enter, the same way for every entry (a preset, a JSON file,
+``--set key=value``, a dict from a checkpoint): unknown keys and wrong types are refused by
+name, and every number has a range.
+
+The course's two ways to train, one config apart:
 
 * ``paper``: as in Ronneberger et al. (2015): valid padding, no batch norm, drop-out, the
   weighted cross-entropy with the border weight map (section 3), elastic deformation
-  (section 3.1), SGD with momentum 0.99 and a batch of one large tile.
+  (section 3.1), SGD with momentum 0.99 and a batch of one large tile. Two departures, both
+  switchable: gradient clipping (``grad_clip``, the paper has none) keeps the high-momentum
+  SGD from blowing up on our data; the learning rate is ours (the paper does not give one).
 * ``practical``: what works best for the Data Science Bowl with little tuning: same padding,
   batch norm, a three-class target (background, interior, border) decoded by a seeded watershed,
-  cross-entropy + soft Dice, Adam with a cosine schedule.
+  cross-entropy + soft Dice, AdamW (Adam with decoupled weight decay) with a linear warm-up and
+  cosine decay.
 
-``demo`` is ``practical`` shrunk to train in minutes on a laptop CPU.
+``laptop`` is ``practical`` sized for the real data on a 2-core CPU (about 50 minutes; its
+old name ``cpu`` still works); ``demo`` is ``practical`` shrunk to train in minutes.
+
+Built in notebook 10 (section 2 compares the two presets).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .model import PADDINGS, UP_MODES, UNetConfig
+from .checks import check_choice, check_range
+from .model import UNetConfig
 
 TARGETS = ("binary", "three_class")
 LOSSES = ("weighted_ce", "ce", "ce_dice")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
+# fields that change how a run is computed, not what it computes: a resume may change them
+RUNTIME_FIELDS = ("num_workers",)
+
+
+def _practical_model() -> UNetConfig:
+    return UNetConfig(in_channels=3, num_classes=3, base_channels=32, depth=4, padding="same",
+                      batch_norm=True, up_mode="transpose", dropout=0.0)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved with every checkpoint)."""
+    """Everything that defines a training run (saved as the run's ``config.json``)."""
 
-    # the model: the arguments of UNet
-    in_channels: int = 3  # DSB images are RGB
-    base_channels: int = 32  # 64 in the paper
-    depth: int = 4
-    padding: str = "same"  # "valid" as in the paper
-    batch_norm: bool = True
-    up_mode: str = "transpose"
-    dropout: float = 0.0
+    # the network (its num_classes follows the target: 3 for three_class, 2 for binary)
+    model: UNetConfig = field(default_factory=_practical_model)
     # what the network predicts, and the loss
     target: str = "three_class"  # "binary": nucleus or not; "three_class": + nucleus border
     loss: str = "ce_dice"  # "weighted_ce" (paper's weight map), "ce", or "ce_dice"
@@ -55,70 +71,111 @@ class TrainConfig:
     val_fraction: float = 0.15  # for model selection and post-processing (stratified split)
     test_fraction: float = 0.15  # held out until the end: the reported score
     # optimisation
-    optimizer: str = "adam"  # or "sgd" (the paper's, with momentum 0.99)
+    optimizer: str = "adamw"  # or "sgd" (the paper's, with momentum 0.99)
     lr: float = 1e-3
     momentum: float = 0.99  # SGD only
     weight_decay: float = 1e-5
     schedule: str = "cosine"  # cosine decay after a linear warm-up, or "constant"
-    warmup_steps: int = 100
-    grad_clip: float = 1.0  # largest gradient norm; 0 turns clipping off
+    warmup_steps: int = 100  # linear warm-up (not in the paper); 0 turns it off
+    grad_clip: float = 1.0  # largest gradient norm (not in the paper); 0 turns clipping off
     num_epochs: int = 40
     # speed
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16)
+    amp: bool = True  # mixed precision on CUDA (bf16 where native, else fp16)
     amp_cpu: bool = False  # bf16 on the CPU: fast only where the CPU has native bf16
     channels_last: bool = True
     compile: bool = False  # torch.compile the network
     # validation
     val_every: int = 1  # validate every n epochs (and after the last)
     val_max_images: int = 0  # score at most this many validation images per epoch (0: all)
+    # best.pt only for an epoch that beats chance (evaluate.chance_scores); off only for smoke
+    # tests of tiny networks, which learn nothing in a few steps (CI's fast mode)
+    best_above_chance: bool = True
     seed: int = 0
 
     def __post_init__(self):
-        for name, value, choices in [("padding", self.padding, PADDINGS),
-                                     ("up_mode", self.up_mode, UP_MODES),
-                                     ("target", self.target, TARGETS),
-                                     ("loss", self.loss, LOSSES),
-                                     ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES)]:
-            if value not in choices:
-                raise ValueError(f"config {name} must be one of {choices}, got {value!r}")
+        if isinstance(self.model, dict):
+            self.model = UNetConfig(**self.model)
+        for name, choices in [("target", TARGETS), ("loss", LOSSES),
+                              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]:
+            check_choice(name, getattr(self, name), choices)
+        for f in fields(self):
+            if f.name != "model":
+                _check_type(f.name, getattr(self, f.name), _HINTS[f.name])
+        for name, (low, high, low_open, high_open) in RANGES.items():
+            check_range(name, getattr(self, name), low, high, low_open=low_open,
+                        high_open=high_open)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"val_fraction + test_fraction must be below 1 (some images must "
+                             f"train), got {self.val_fraction} + {self.test_fraction}")
         if self.loss == "weighted_ce" and self.target != "binary":
             raise ValueError("loss 'weighted_ce' (the paper's weight map) needs target 'binary'")
-        for name in ("batch_size", "tile_size", "predict_tile", "num_epochs", "tiles_per_epoch",
-                     "val_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"config {name} must be at least 1, got {getattr(self, name)}")
+        if self.model.num_classes != self.num_classes:
+            raise ValueError(f"model.num_classes is {self.model.num_classes}, but target "
+                             f"{self.target!r} needs {self.num_classes} classes; leave "
+                             f"num_classes out and it follows the target")
+        smallest = 2**self.model.depth if self.model.padding == "same" else 1
+        for name in ("tile_size", "predict_tile"):
+            if getattr(self, name) < smallest:
+                raise ValueError(f"{name} must be at least {smallest} pixels (2**depth) for a "
+                                 f"same-padding U-Net of depth {self.model.depth}, got "
+                                 f"{getattr(self, name)}")
 
     @property
     def num_classes(self) -> int:
         return 3 if self.target == "three_class" else 2
 
-    def model_config(self) -> UNetConfig:
-        """The :class:`~unet_lesson.model.UNetConfig` of the network this run trains."""
-        return UNetConfig(self.in_channels, self.num_classes, self.base_channels, self.depth,
-                          self.padding, self.batch_norm, self.up_mode, self.dropout)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from .files import write_json
+
+        write_json(path, self.to_dict())
+
+
+# (low, high, low_open, high_open) of every number; None: no bound
+RANGES: dict[str, tuple] = {
+    "w0": (0, None, False, False), "sigma": (0, None, True, False),
+    "dice_weight": (0, None, False, False),
+    "tile_size": (1, None, False, False), "predict_tile": (1, None, False, False),
+    "batch_size": (1, None, False, False), "tiles_per_epoch": (1, None, False, False),
+    "num_workers": (0, None, False, False),
+    "val_fraction": (0, 1, True, True), "test_fraction": (0, 1, False, True),
+    "lr": (0, None, True, False), "momentum": (0, 1, False, True),
+    "weight_decay": (0, None, False, False), "warmup_steps": (0, None, False, False),
+    "grad_clip": (0, None, False, False), "num_epochs": (1, None, False, False),
+    "val_every": (1, None, False, False), "val_max_images": (0, None, False, False),
+    "seed": (0, None, False, False),
+}
+_HINTS = typing.get_type_hints(TrainConfig)
+_MODEL_HINTS = typing.get_type_hints(UNetConfig)
+MODEL_FIELDS = tuple(_MODEL_HINTS)
+
+
+def _check_type(name: str, value, kind) -> None:
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}[kind](value)
+    if not ok:
+        raise TypeError(f"{name} must be a {kind.__name__}, got {value!r}")
 
 
 PRESETS: dict[str, dict] = {
     "paper": dict(base_channels=64, padding="valid", batch_norm=False, dropout=0.5,
                   target="binary", loss="weighted_ce", tile_size=388, predict_tile=388,
-                  batch_size=1,
-                  tiles_per_epoch=400, optimizer="sgd", lr=0.01, momentum=0.99,
-                  weight_decay=0.0, schedule="constant", grad_clip=1.0, num_epochs=60),
+                  batch_size=1, tiles_per_epoch=400, optimizer="sgd", lr=0.01, momentum=0.99,
+                  weight_decay=0.0, schedule="constant", warmup_steps=100, grad_clip=1.0,
+                  num_epochs=60),
     "practical": dict(),  # the dataclass defaults
-    # practical for the real DSB on a 2-core CPU, about 40 minutes
-    "cpu": dict(base_channels=16, tile_size=256, batch_size=8, tiles_per_epoch=640,
-                num_epochs=30, val_max_images=40, num_workers=0),
+    # practical for the real DSB on a 2-core CPU, about 50 minutes
+    "laptop": dict(base_channels=16, tile_size=256, batch_size=8, tiles_per_epoch=640,
+                   num_epochs=30, val_max_images=40, num_workers=0),
     # practical, shrunk to train in a few minutes on a laptop CPU (python -m unet_lesson demo)
     "demo": dict(base_channels=16, tile_size=128, batch_size=8, tiles_per_epoch=320,
                  num_epochs=12, warmup_steps=40, val_max_images=24, num_workers=0),
 }
+OLD_PRESET_NAMES = {"cpu": "laptop"}  # names of unet-lesson 0.1, still accepted
 
 
 def course_config(kind: str = "practical", device=None) -> TrainConfig:
@@ -129,10 +186,9 @@ def course_config(kind: str = "practical", device=None) -> TrainConfig:
     """
     from . import env
 
-    if kind not in ("practical", "paper"):
-        raise ValueError(f"kind must be 'practical' or 'paper', got {kind!r}")
+    check_choice("kind", kind, ("practical", "paper"))
     fast = dict(base_channels=8, tile_size=64, batch_size=4, tiles_per_epoch=16, num_epochs=1,
-                warmup_steps=2, val_max_images=4, num_workers=0)
+                warmup_steps=2, val_max_images=4, num_workers=0, best_above_chance=False)
     cpu = PRESETS["demo"] if kind == "practical" else dict(
         base_channels=16, tile_size=100, batch_size=4, tiles_per_epoch=160, num_epochs=12,
         val_max_images=24, num_workers=0, lr=0.01)
@@ -143,51 +199,75 @@ def course_config(kind: str = "practical", device=None) -> TrainConfig:
 
 
 def preset(name: str, **overrides) -> TrainConfig:
-    """A named configuration, optionally with some fields changed."""
+    """A named configuration, optionally with some fields changed (model fields too, by name:
+    ``preset("paper", base_channels=16)``)."""
+    name = OLD_PRESET_NAMES.get(name, name)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return TrainConfig(**{**PRESETS[name], **overrides})
+    return from_dict({**PRESETS[name], **overrides})
 
 
 def from_dict(values: dict) -> TrainConfig:
-    """A config from a dict (e.g. a checkpoint's), refusing unknown keys by name."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+    """A config from a dict: nested (``{"model": {...}, ...}``, as ``config.json`` holds it) or
+    flat (model fields beside the others, as presets and unet-lesson 0.1's files have them).
+
+    Every value is checked: unknown keys, wrong types and out-of-range numbers are refused by
+    name. Strings are parsed as ``--set`` parses them (``"false"``, ``"0.01"``), so a JSON file
+    written by hand gets the same treatment. ``model.num_classes`` follows the target unless
+    given (then it must agree).
+    """
+    values = dict(values)
+    model = values.pop("model", {})
+    if isinstance(model, UNetConfig):
+        model = asdict(model)
+    if not isinstance(model, dict):
+        raise TypeError(f"model must be a table of network fields, got {model!r}")
+    model = dict(model)
+    for key in [k for k in values if k in MODEL_FIELDS]:  # the flat form
+        if key in model:
+            raise ValueError(f"{key} is given twice (in model and beside it); give it once")
+        model[key] = values.pop(key)
+    if values.get("optimizer") == "adam":  # unet-lesson 0.1's name for what is AdamW
+        values["optimizer"] = "adamw"
+    unknown = sorted(set(values) - set(_HINTS)) + sorted(f"model.{k}" for k in
+                                                          set(model) - set(MODEL_FIELDS))
     if unknown:
-        raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
-    return TrainConfig(**values)
+        raise ValueError(f"unknown config field(s) {unknown}; known fields: "
+                         f"{sorted(set(_HINTS) - {'model'})} and model fields "
+                         f"{sorted(MODEL_FIELDS)}")
+    typed = {k: coerce(k, v, _HINTS[k]) for k, v in values.items()}
+    net = {k: coerce(f"model.{k}", v, _MODEL_HINTS[k]) for k, v in model.items()}
+    target = typed.get("target", TrainConfig.target)
+    net.setdefault("num_classes", 3 if target == "three_class" else 2)
+    defaults = asdict(_practical_model())
+    return TrainConfig(model=UNetConfig(**{**defaults, **net}), **typed)
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
-    """A preset name or a JSON file, then ``key=value`` overrides (types from the dataclass)."""
-    path = Path(name_or_path)
-    if name_or_path in PRESETS:
-        config = preset(name_or_path)
-    elif path.suffix == ".json":
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found")
-        try:
-            config = from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config file {path} is not valid JSON: {err}") from err
-    else:
-        raise ValueError(f"config {name_or_path!r} is neither a preset {sorted(PRESETS)} nor a "
-                         f".json file")
-    return apply_overrides(config, overrides or [])
+def coerce(key: str, value, kind):
+    """``value`` as the field's type: the value itself when it has it, else parsed from text.
 
-
-def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply ``["lr=0.01", "padding=valid", "elastic=false"]`` with the fields' own types."""
-    hints = typing.get_type_hints(TrainConfig)
-    changes = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in hints:
-            raise ValueError(f"cannot apply {item!r}: expected key=value with key one of "
-                             f"{sorted(hints)}")
-        changes[key] = _parse(hints[key], raw.strip(), key)
-    return replace(config, **changes)
+    Booleans take ``true/false/yes/no/on/off/1/0``; an integer field takes an integral number
+    (``3`` or ``3.0``); a float field any number. Anything else raises ``ValueError`` naming
+    the field.
+    """
+    if isinstance(value, str) and kind is not str:
+        return _parse(kind, value.strip(), key)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} takes true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+                math.isfinite(value) and float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{key} takes an int, got {value!r}")
+    if kind is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"{key} takes a float, got {value!r}")
+    if not isinstance(value, kind):
+        raise ValueError(f"{key} takes a {kind.__name__}, got {value!r}")
+    return value
 
 
 def _parse(kind, raw: str, key: str):
@@ -198,6 +278,71 @@ def _parse(kind, raw: str, key: str):
             return False
         raise ValueError(f"{key} takes true or false, got {raw!r}")
     try:
-        return kind(raw)
-    except ValueError as err:
-        raise ValueError(f"{key} takes a {kind.__name__}, got {raw!r}") from err
+        number = float(raw)
+    except ValueError:
+        raise ValueError(f"{key} takes a{'n' if kind is int else ''} {kind.__name__}, got "
+                         f"{raw!r}") from None
+    return coerce(key, number, kind)
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
+    """A preset name or a JSON file, then ``key=value`` overrides (types from the dataclass)."""
+    path = Path(name_or_path)
+    if name_or_path in PRESETS or name_or_path in OLD_PRESET_NAMES:
+        config = preset(name_or_path)
+    elif path.suffix == ".json":
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {path} is not valid JSON: {err}") from err
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path} must hold a JSON object of fields")
+        try:
+            config = from_dict(values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config file {path}: {err}") from err
+    else:
+        raise ValueError(f"config {name_or_path!r} is neither a preset {sorted(PRESETS)} nor a "
+                         f".json file")
+    return apply_overrides(config, overrides or [])
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``["lr=0.01", "padding=valid", "elastic=false"]`` with the fields' own types.
+
+    Model fields take their plain names (``base_channels=8``) or ``model.base_channels=8``.
+    Changing the target also changes ``num_classes`` (unless it is set too).
+    """
+    changes: dict[str, str] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_").removeprefix("model.")
+        if not sep or (key not in _HINTS and key not in MODEL_FIELDS) or key == "model":
+            raise ValueError(f"cannot apply {item!r}: expected key=value with key one of "
+                             f"{sorted(set(_HINTS) - {'model'})} or a model field "
+                             f"{sorted(MODEL_FIELDS)}")
+        changes[key] = raw.strip()
+    if not changes:
+        return config
+    current = config.to_dict()
+    model = current.pop("model")
+    if "target" in changes and "num_classes" not in changes:
+        model.pop("num_classes")  # follows the new target
+    for key, raw in changes.items():
+        (model if key in MODEL_FIELDS else current)[key] = raw
+    return from_dict({**current, "model": model})
+
+
+def flatten(cfg: TrainConfig) -> dict:
+    """Every field in one level, model fields as ``model.<name>`` (for tables and diffs)."""
+    values = cfg.to_dict()
+    return {**{f"model.{k}": v for k, v in values.pop("model").items()}, **values}
+
+
+def differences(saved: TrainConfig, requested: TrainConfig,
+                ignore: tuple[str, ...] = RUNTIME_FIELDS) -> list[str]:
+    """``["lr: 0.001 -> 0.5", "model.base_channels: 4 -> 8"]``: every field that differs."""
+    a, b = flatten(saved), flatten(requested)
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in ignore]

@@ -1,12 +1,15 @@
-"""Scoring a trained U-Net: overlap-tile prediction, nuclei, and the Data Science Bowl score.
+"""Scoring a trained U-Net: from probabilities to nuclei, and the Data Science Bowl score.
 
-For each image: :func:`predict_probabilities` (the one preprocessing ``data.to_input``, then
-overlap-tile prediction), :class:`PostProcess` turns probabilities into nuclei (a seeded
-watershed), and :func:`score_samples` scores them with the competition's metric, per image,
-with the image's modality, so results can be read by modality.
+For each image, the probabilities of :func:`unet_lesson.predict.predict_image` become nuclei by
+:class:`PostProcess` (a seeded watershed), and :func:`score_samples` scores them with the
+competition's metric, per image, with the image's modality, so results can be read by modality.
 
 Post-processing parameters are chosen by :func:`tune_postprocessing` on the **validation** split
-only; the test split is scored once, with the chosen parameters.
+only; the test split is scored once, with the chosen parameters. :func:`validation_scores` is
+what training calls after each epoch; :func:`chance_dsb` is the score of predicting no nucleus
+at all, the floor an epoch must beat to become a run's best.
+
+Built in notebook 09 (the metric) and notebook 11 (tuning, scores by modality).
 """
 
 from __future__ import annotations
@@ -15,13 +18,11 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import env
-from .data import modality_of, to_input
+from .data import modality_of
 from .instances import MIN_SIZE, THRESHOLD, probabilities_to_labels
 from .metrics import dsb_score, pixel_dice
-from .predict import predict_tiled
+from .predict import predict_samples
 
 
 @dataclass(frozen=True)
@@ -54,25 +55,11 @@ class PostProcess:
         return asdict(self)
 
 
-def predict_probabilities(net, image: np.ndarray, cfg, device: torch.device | None = None,
-                          tta: bool = False, batch_size: int = 4) -> np.ndarray:
-    """(num_classes, H, W) probabilities for a uint8 (H, W, 3) image, at any size."""
-    x = to_input(image, cfg.in_channels)  # (C, H, W), the training preprocessing
-    return predict_tiled(net, x, tile_size=cfg.predict_tile, batch_size=batch_size, device=device,
-                         amp=cfg.amp, tta=tta)
-
-
 def score_image(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
     return {"dsb": dsb_score(true_labels, pred_labels),
             "dice": float(pixel_dice(true_labels > 0, pred_labels > 0)),
             "n_true": int(len(np.unique(true_labels)) - 1),
             "n_pred": int(len(np.unique(pred_labels)) - 1)}
-
-
-def predict_samples(net, samples, cfg, device=None, tta: bool = False, desc: str = "predicting"):
-    """Probabilities for each sample (a list, in order)."""
-    return [predict_probabilities(net, s.image, cfg, device, tta)
-            for s in env.progress(samples, desc=desc, leave=False)]
 
 
 def score_samples(samples, probabilities, post: PostProcess) -> pd.DataFrame:
@@ -123,3 +110,41 @@ def tune_postprocessing(samples, probabilities, target: str, passes: int = 2
             best = max((replace(best, **{name: v}) for v in values), key=score)
     grid = pd.DataFrame([{**p.to_dict(), "dsb": v} for p, v in tried.items()])
     return best, grid.sort_values("dsb", ascending=False, ignore_index=True)
+
+
+def validation_scores(net, samples, cfg, device=None) -> dict:
+    """Mean Dice and DSB score on (up to ``cfg.val_max_images``) validation images, with the
+    default post-processing: what training records after each epoch."""
+    if cfg.val_max_images:
+        samples = samples[: cfg.val_max_images]
+    probs = predict_samples(net, samples, cfg, device, desc="validating")
+    scores = score_samples(samples, probs, PostProcess.for_target(cfg.target))
+    return {"val_dice": float(scores["dice"].mean()), "val_dsb": float(scores["dsb"].mean())}
+
+
+def chance_scores(samples) -> dict:
+    """What a network that learned nothing scores: the better of the two constant predictions.
+
+    ``val_dsb``: the DSB score of predicting no nucleus (1 for an image without nuclei, else
+    0; predicting one image-wide blob scores 0 too). ``val_dice``: the better pixel Dice of
+    predicting no nucleus pixel or every pixel. An epoch must beat one of them on validation
+    to become a run's best (a diverged network that predicts nothing or everything does not).
+    """
+    if not samples:
+        return {"val_dsb": 0.0, "val_dice": 0.0}
+    empty = [float(s.labels.max(initial=0) == 0) for s in samples]
+    full = [2 * c / (1 + c) for c in ((s.labels > 0).mean() for s in samples)]
+    return {"val_dsb": float(np.mean(empty)),
+            "val_dice": float(max(np.mean(empty), np.mean(full)))}
+
+
+def format_metrics(metrics: dict) -> str:
+    """A few lines for the terminal: overall and per-modality scores of a metrics dict."""
+    name = metrics["reported_split"]
+    m = metrics[name]
+    lines = [f"{name} split: DSB score {m['dsb']:.3f}, pixel Dice {m['dice']:.3f} "
+             f"({m['n_images']} images)"]
+    for modality, v in sorted(m["by_modality"].items()):
+        lines.append(f"  {modality:<22} DSB {v['dsb']:.3f}  Dice {v['dice']:.3f}  "
+                     f"({v['n_images']} images)")
+    return "\n".join(lines)

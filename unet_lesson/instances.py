@@ -16,32 +16,36 @@ probabilities into an instance label image (0 = background, 1..N = nuclei):
 Defaults (pixels, chosen for DSB-sized nuclei of roughly 5 to 40 px across): probability
 threshold 0.5; holes filled; objects smaller than ``MIN_SIZE = 16`` pixels removed (noise; the
 smallest of 4,938 real stage1_train nuclei, every 5th image, has 21 pixels); the distance
-transform blurred by ``SMOOTH = 1`` px and seeded at h-maxima of depth ``H = 0.5`` px; border
+transform blurred by ``SMOOTH = 1`` px and seeded at h-maxima of depth ``H_MAXIMA_DEPTH = 0.5``
+px; border
 width 2 px. The watershed defaults were chosen on 59 real stage1_train images (every 10th),
-taking the true nuclei merged into one mask, blurred and noised (:func:`fake_probability`), as
+taking the true nuclei merged into one mask, blurred and noised
+(:func:`unet_lesson.toy.fake_probability`), as
 the probability: connected components score 0.73 there, the watershed 0.82 (unblurred
 h = 0.5: 0.71, h = 2: 0.70; blurred h = 2: 0.79); `benchmarks/bench_metrics.py --real-dsb`
 reproduces them.
 
-:func:`synthetic_nuclei` and :func:`fake_probability` make small deterministic examples of
-touching and clustered nuclei (and a blurred, noisy probability map standing in for a network's
-output), for the tests, benchmarks and notebooks.
+Built in notebook 09 (connected components, the watershed, the three classes); notebook 07
+builds the weight map that is the training-side answer to the same problem.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.draw import ellipse
 from skimage.morphology import disk, h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
+from .checks import to_numpy
+
 THRESHOLD = 0.5  # probability above which a pixel is a nucleus
 MIN_SIZE = 16  # pixels: smaller connected objects are removed as noise
-H = 0.5  # pixels: how much higher than the saddle to a higher peak a distance peak must be
+# pixels: how much higher than the saddle to a higher peak a distance peak must be
+H_MAXIMA_DEPTH = 0.5
 SMOOTH = 1.0  # pixels: Gaussian blur of the distance transform before looking for its peaks
 BORDER_WIDTH = 2  # pixels: width of the border class in three_class_target
-EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity: a diagonal step does not split a nucleus
+# 8-connectivity: a diagonal step does not split a nucleus
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 BACKGROUND, INTERIOR, BORDER = 0, 1, 2  # the three classes
 
@@ -52,7 +56,7 @@ BACKGROUND, INTERIOR, BORDER = 0, 1, 2  # the three classes
 
 
 def _probability(prob, name: str = "prob") -> np.ndarray:
-    prob = np.asarray(prob.detach().cpu() if hasattr(prob, "detach") else prob)
+    prob = to_numpy(prob)
     if prob.ndim != 2:
         raise ValueError(f"{name} must be a 2-D probability map (H, W), got shape {prob.shape}")
     return prob
@@ -76,7 +80,7 @@ def foreground_mask(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
     if min_size > 1:
-        blobs, _ = ndi.label(mask, structure=EIGHT)
+        blobs, _ = ndi.label(mask, structure=EIGHT_CONNECTED)
         mask = remove_small_objects(blobs, min_size) > 0
     return mask
 
@@ -84,12 +88,14 @@ def foreground_mask(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
 def connected_components(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
                          min_size: int = MIN_SIZE) -> np.ndarray:
     """Nuclei as the 8-connected blobs of :func:`foreground_mask`: int32 labels 1..N."""
-    blobs, _ = ndi.label(foreground_mask(prob, threshold, fill_holes, min_size), structure=EIGHT)
+    mask = foreground_mask(prob, threshold, fill_holes, min_size)
+    blobs, _ = ndi.label(mask, structure=EIGHT_CONNECTED)
     return blobs.astype(np.int32)
 
 
-def watershed_split(prob, threshold: float = THRESHOLD, h: float = H, smooth: float = SMOOTH,
-                    fill_holes: bool = True, min_size: int = MIN_SIZE) -> np.ndarray:
+def watershed_split(prob, threshold: float = THRESHOLD, h: float = H_MAXIMA_DEPTH,
+                    smooth: float = SMOOTH, fill_holes: bool = True,
+                    min_size: int = MIN_SIZE) -> np.ndarray:
     r"""Split touching nuclei: watershed of the distance transform, seeded at its h-maxima.
 
     1. ``mask`` = :func:`foreground_mask` (threshold, holes, tiny blobs).
@@ -110,7 +116,7 @@ def watershed_split(prob, threshold: float = THRESHOLD, h: float = H, smooth: fl
     dist = ndi.distance_transform_edt(mask)  # (H, W) pixels to the nearest background pixel
     if smooth > 0:
         dist = ndi.gaussian_filter(dist, smooth)
-    seeds, _ = ndi.label(h_maxima(dist, h) & mask, structure=EIGHT)
+    seeds, _ = ndi.label(h_maxima(dist, h) & mask, structure=EIGHT_CONNECTED)
     return _flood(-dist, seeds, mask)
 
 
@@ -118,7 +124,7 @@ def _flood(landscape: np.ndarray, seeds: np.ndarray, mask: np.ndarray) -> np.nda
     """Watershed of ``landscape`` from ``seeds`` inside ``mask``; a blob without a seed becomes
     one nucleus of its own instead of being dropped. int32 labels 1..N."""
     labels = watershed(landscape, seeds, mask=mask)
-    orphans, _ = ndi.label(mask & (labels == 0), structure=EIGHT)
+    orphans, _ = ndi.label(mask & (labels == 0), structure=EIGHT_CONNECTED)
     labels = np.where(orphans > 0, orphans + seeds.max(initial=0), labels)
     return relabel_sequential(labels)[0].astype(np.int32)
 
@@ -161,12 +167,12 @@ def labels_from_three_class(probs, interior_threshold: float = THRESHOLD,
     with no seed (a nucleus too small to have an interior) becomes one nucleus of its own rather
     than being dropped. Returns int32 labels 1..N.
     """
-    probs = np.asarray(probs.detach().cpu() if hasattr(probs, "detach") else probs)
+    probs = to_numpy(probs)
     if probs.ndim != 3 or probs.shape[0] != 3:
         raise ValueError(f"probs must be (3, H, W) (background, interior, border), got "
                          f"{probs.shape}")
     mask = foreground_mask(1.0 - probs[BACKGROUND], foreground_threshold, fill_holes, min_size)
-    seeds, _ = ndi.label((probs[INTERIOR] > interior_threshold) & mask, structure=EIGHT)
+    seeds, _ = ndi.label((probs[INTERIOR] > interior_threshold) & mask, structure=EIGHT_CONNECTED)
     return _flood(probs[BACKGROUND], seeds, mask)
 
 
@@ -175,7 +181,7 @@ def probabilities_to_labels(probs, method: str = "watershed", **kwargs) -> np.nd
 
     ``method``: ``"components"`` or ``"watershed"`` (for C <= 2), ``"three_class"`` (C = 3).
     """
-    probs = np.asarray(probs.detach().cpu() if hasattr(probs, "detach") else probs)
+    probs = to_numpy(probs)
     if probs.ndim == 3 and probs.shape[0] == 3:
         method = "three_class" if method == "watershed" else method
     if method == "three_class":
@@ -187,56 +193,3 @@ def probabilities_to_labels(probs, method: str = "watershed", **kwargs) -> np.nd
         raise ValueError(f"method must be 'components', 'watershed' or 'three_class', got "
                          f"{method!r}")
     return methods[method](probs, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# Small deterministic examples: touching and clustered nuclei
-# --------------------------------------------------------------------------------------------
-
-
-def synthetic_nuclei(shape: tuple[int, int] = (128, 128), n_nuclei: int = 12,
-                     radius: tuple[float, float] = (6.0, 12.0), cluster_size: int = 3,
-                     touch: float = 0.9, seed: int = 0) -> np.ndarray:
-    """A label image of elliptical nuclei in clusters of touching ones, deterministic by seed.
-
-    Clusters of 1..``cluster_size`` nuclei are scattered over the image (they may cross its
-    edge); inside a cluster each new ellipse is placed at ``touch`` times the sum of the radii
-    from a previous one, so they touch or overlap a little. Pixels already taken keep their
-    nucleus (so touching nuclei share a boundary and no background separates them). An
-    ellipse that would lose more than 30 % of its pixels is redrawn. Returns int32 (H, W)
-    with ids 1..N (N <= ``n_nuclei``; fewer only if the image is too crowded).
-    """
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(shape, dtype=np.int32)
-    n = attempts = 0
-    while n < n_nuclei and attempts < 50 * n_nuclei:
-        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-        members = []  # (centre y, centre x, mean radius) of this cluster's nuclei
-        for _ in range(int(rng.integers(1, cluster_size + 1))):
-            attempts += 1
-            a, b = rng.uniform(*radius, size=2)
-            if members:
-                py, px, pr = members[int(rng.integers(len(members)))]
-                angle, dist = rng.uniform(0, 2 * np.pi), touch * (pr + (a + b) / 2)
-                cy, cx = py + dist * np.sin(angle), px + dist * np.cos(angle)
-            rr, cc = ellipse(cy, cx, a, b, shape=shape, rotation=rng.uniform(0, np.pi))
-            free = labels[rr, cc] == 0
-            if rr.size < 10 or free.mean() < 0.7 or n >= n_nuclei:
-                continue
-            n += 1
-            labels[rr[free], cc[free]] = n
-            members.append((cy, cx, (a + b) / 2))
-    return relabel_sequential(remove_small_objects(labels, 10))[0].astype(np.int32)
-
-
-def fake_probability(labels: np.ndarray, blur: float = 1.0, noise: float = 0.05,
-                     seed: int = 0) -> np.ndarray:
-    """A stand-in for a network's nucleus probability: the mask, blurred, plus Gaussian noise.
-
-    Touching nuclei stay touching (no gap), which is exactly what a network trained without
-    the weight map tends to predict. float32 (H, W) in [0, 1].
-    """
-    rng = np.random.default_rng(seed)
-    prob = ndi.gaussian_filter((np.asarray(labels) > 0).astype(np.float64), blur)
-    prob += rng.normal(0.0, noise, prob.shape)
-    return np.clip(prob, 0.0, 1.0).astype(np.float32)

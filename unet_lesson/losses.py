@@ -35,9 +35,11 @@ from a centre crop and raises an error; so does a class id outside 0..C-1 (nothi
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import instances, weights
 from .model import center_crop
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -143,3 +145,43 @@ def ce_dice_loss(logits: torch.Tensor, targets: torch.Tensor,
     if return_parts:
         return total, {"ce": ce.detach(), "dice": dice.detach()}
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# What a training configuration compares: targets from a tile's nuclei, and the loss
+# --------------------------------------------------------------------------------------------
+
+
+def make_targets(labels_in: np.ndarray, target: str, loss: str, w0: float,
+                 sigma: float) -> dict[str, np.ndarray]:
+    """The training target (and the paper's weight map) from a tile's input-sized labels.
+
+    ``three_class``: background / interior / border (:func:`instances.three_class_target`).
+    ``binary``: nucleus or not, after :func:`weights.open_gaps` has opened a line of background
+    between touching nuclei (the DSB masks have none; the paper's membranes do), so the network
+    can learn to separate them, and the weight map (for ``weighted_ce``) has gaps to weigh.
+    Module level, so DataLoader workers can pickle it. Built in notebook 07 (the weight map)
+    and notebook 09 (the three classes); notebook 10 uses it.
+    """
+    if target == "three_class":
+        out = {"target": instances.three_class_target(labels_in)}  # (H, W) 0/1/2
+    else:
+        labels_in = weights.open_gaps(labels_in)
+        out = {"target": (labels_in > 0).astype(np.int64)}  # (H, W) 0/1
+    if loss == "weighted_ce":
+        out["weight"] = weights.weight_map(labels_in, w0=w0, sigma=sigma)  # (H, W) float32
+    return out
+
+
+def loss_function(cfg):
+    """``loss(logits, batch)`` for a :class:`~unet_lesson.config.TrainConfig`; targets are
+    cropped to the logits' size. Notebook 10 uses it."""
+
+    def loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        if cfg.loss == "weighted_ce":
+            return weighted_cross_entropy(logits, batch["target"], batch["weight"])
+        if cfg.loss == "ce":
+            return weighted_cross_entropy(logits, batch["target"])
+        return ce_dice_loss(logits, batch["target"], dice_weight=cfg.dice_weight)
+
+    return loss

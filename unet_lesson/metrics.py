@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import check_label_image
+
 DSB_THRESHOLDS = np.round(np.arange(0.50, 0.951, 0.05), 2)  # 0.50, 0.55, ..., 0.95
 
 
@@ -84,18 +86,6 @@ def pixel_dice(true, pred, per_image: bool = True):
 # --------------------------------------------------------------------------------------------
 
 
-def _check_label_image(labels, name: str) -> np.ndarray:
-    labels = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{name} must be a label image (H, W), got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise TypeError(f"{name} must hold integer nucleus ids, got dtype {labels.dtype}; "
-                        "turn a probability map into nuclei first (unet_lesson.instances)")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{name} has negative ids: use 0 for background, > 0 for nuclei")
-    return labels
-
-
 def _compact(labels: np.ndarray):
     """(index image with 0 = background and 1..n the nuclei in id order, their ids, n)."""
     flat = labels.ravel().astype(np.int64, copy=False)
@@ -121,8 +111,8 @@ def iou_matrix(true_labels, pred_labels, return_ids: bool = False):
     of (true index, pred index) pairs gives every intersection; the areas are its row and
     column sums. Returns float64 (n_true, n_pred), or ``(iou, true_ids, pred_ids)``.
     """
-    true = _check_label_image(true_labels, "true_labels")
-    pred = _check_label_image(pred_labels, "pred_labels")
+    true = check_label_image(true_labels, "true_labels")
+    pred = check_label_image(pred_labels, "pred_labels")
     if true.shape != pred.shape:
         raise ValueError(f"true_labels {true.shape} and pred_labels {pred.shape} differ in shape")
     t_index, t_ids, n_t = _compact(true)

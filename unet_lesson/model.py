@@ -17,7 +17,8 @@ The size arithmetic (legal tiles, the output size of a tile, Figure 1's sizes) l
 :mod:`unet_lesson.sizes`; its functions are importable from here too.
 
 Paper configuration: ``UNet(in_channels=1, num_classes=2)``: a 572x572 tile in, 388x388 out,
-23 convolution layers, 31,030,658 parameters, He initialisation (section 3).
+23 convolution layers, He initialisation (section 3). It has 31,030,658 parameters: computed
+from Figure 1's layers (the paper does not give a count).
 
 Where we depart from the paper, we say so and it is an option:
 
@@ -33,18 +34,22 @@ Where we depart from the paper, we say so and it is an option:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import numbers
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .checks import check_choice, check_range
 
 # the size arithmetic (which tiles are legal, what comes out) has its own module; its names are
 # part of this module's public face too: ``from unet_lesson.model import output_size`` works
 from .sizes import (  # noqa: F401
     PADDINGS,
     UP_MODES,
-    _check_choice,
+    Stage,
     check_input_size,
     feature_shapes,
     feature_sizes,
@@ -131,7 +136,7 @@ class Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
                  batch_norm: bool = False, up_mode: str = "transpose"):
         super().__init__()
-        _check_choice("up_mode", up_mode, UP_MODES)
+        check_choice("up_mode", up_mode, UP_MODES)
         if up_mode == "transpose":
             # the paper's 2x2 up-convolution: doubles the size, halves the channels
             self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
@@ -153,9 +158,14 @@ class Up(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class UNetConfig:
-    """Everything needed to rebuild a :class:`UNet` (saved in checkpoints)."""
+    """Everything that defines a :class:`UNet`: the one description of the network.
+
+    :class:`UNet` takes it (or its fields as keywords), checkpoints save it, and the training
+    configuration (:class:`unet_lesson.config.TrainConfig`) holds one. The defaults are the
+    paper's network. Values are checked here, where they enter, with errors naming the field.
+    """
 
     in_channels: int = 1  # 1 for the paper's grey images, 3 for RGB
     num_classes: int = 2  # output maps; softmax over them gives class probabilities
@@ -166,42 +176,71 @@ class UNetConfig:
     up_mode: str = "transpose"  # "transpose" (paper's up-convolution) or "bilinear"
     dropout: float = 0.5  # drop-out at the end of the contracting path (rate not in the paper)
 
+    def __post_init__(self):
+        check_choice("padding", self.padding, PADDINGS)
+        check_choice("up_mode", self.up_mode, UP_MODES)
+        for name in ("in_channels", "num_classes", "base_channels", "depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers become plain ints
+        if not isinstance(self.batch_norm, bool | np.bool_):
+            raise TypeError(f"batch_norm must be True or False, got {self.batch_norm!r}")
+        object.__setattr__(self, "batch_norm", bool(self.batch_norm))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
+            raise TypeError(f"dropout must be a number, got {self.dropout!r}")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        check_range("in_channels", self.in_channels, 1)
+        check_range("num_classes", self.num_classes, 1)
+        check_range("base_channels", self.base_channels, 1)
+        check_range("depth", self.depth, 1, 8)  # 2**8 = 256: deeper needs huge tiles
+        check_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
+
 
 class UNet(nn.Module):
-    """The U-Net. Defaults are the paper's network (1 input channel, 2 classes, valid padding)."""
+    """The U-Net. Defaults are the paper's network (1 input channel, 2 classes, valid padding).
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, base_channels: int = 64,
-                 depth: int = 4, padding: str = "valid", batch_norm: bool = False,
-                 up_mode: str = "transpose", dropout: float = 0.5):
+    Args (the fields of :class:`UNetConfig`; pass a config, or the fields as keywords):
+        in_channels: input channels (1 in the paper, 3 for RGB).
+        num_classes: output maps (2 in the paper: background and cell).
+        base_channels: channels of the top level (64 in the paper), doubled at each level.
+        depth: number of 2x2 max-pools (4 in the paper).
+        padding: ``"valid"`` (the paper: every 3x3 convolution loses a pixel at each border;
+            only some tile sizes are legal, see :func:`unet_lesson.sizes.legal_sizes_near`) or
+            ``"same"`` (any size: inputs are mirror-padded to a multiple of ``2**depth``).
+        batch_norm: batch normalisation after every 3x3 convolution (not in the paper).
+        up_mode: ``"transpose"`` (the paper's 2x2 up-convolution) or ``"bilinear"``.
+        dropout: drop-out rate at the end of the contracting path (0 turns it off).
+
+    ``UNet(in_channels=1, num_classes=2)`` is the paper's network: 572x572 in, 388x388 out,
+    23 convolution layers (31,030,658 parameters, computed: the paper gives no count).
+    Built in notebook 06 (its blocks in notebooks 02-05).
+    """
+
+    def __init__(self, config: UNetConfig | None = None, /, **fields):
         super().__init__()
-        _check_choice("padding", padding, PADDINGS)
-        _check_choice("up_mode", up_mode, UP_MODES)
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.config = UNetConfig(in_channels, num_classes, base_channels, depth, padding,
-                                 batch_norm, up_mode, dropout)
-        widths = [base_channels * 2**i for i in range(depth + 1)]  # 64, 128, 256, 512, 1024
+        if config is not None and fields:
+            raise TypeError("give a UNetConfig or keyword fields, not both")
+        config = config if config is not None else UNetConfig(**fields)
+        if not isinstance(config, UNetConfig):
+            raise TypeError(f"config must be a UNetConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        widths = [c.base_channels * 2**i for i in range(c.depth + 1)]  # 64, 128, 256, 512, 1024
 
         # contracting path: a double conv at full size, then depth-1 steps down
-        self.inc = DoubleConv(in_channels, widths[0], padding, batch_norm)
+        self.inc = DoubleConv(c.in_channels, widths[0], c.padding, c.batch_norm)
         self.downs = nn.ModuleList(
-            Down(widths[i], widths[i + 1], padding, batch_norm) for i in range(depth - 1)
+            Down(widths[i], widths[i + 1], c.padding, c.batch_norm) for i in range(c.depth - 1)
         )
-        self.bottleneck = Bottleneck(widths[-2], widths[-1], padding, batch_norm, dropout)
+        self.bottleneck = Bottleneck(widths[-2], widths[-1], c.padding, c.batch_norm, c.dropout)
         # expansive path: depth steps up, each halving the channels
         self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], padding, batch_norm, up_mode)
-            for i in reversed(range(depth))
+            Up(widths[i + 1], widths[i], c.padding, c.batch_norm, c.up_mode)
+            for i in reversed(range(c.depth))
         )
-        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)  # the final 1x1 conv
+        self.head = nn.Conv2d(widths[0], c.num_classes, kernel_size=1)  # the final 1x1 conv
         self.apply(init_he)
-
-    @classmethod
-    def from_config(cls, config: UNetConfig | dict) -> UNet:
-        """Rebuild a network from a :class:`UNetConfig` or its dict (as saved in a checkpoint)."""
-        return cls(**(asdict(config) if isinstance(config, UNetConfig) else config))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> logits (B, num_classes, H', W').

@@ -14,6 +14,8 @@ import numpy as np
 from skimage.color import label2rgb
 from skimage.segmentation import find_boundaries
 
+from .sizes import Stage, feature_shapes
+
 OUTLINE_TRUE = (0.0, 1.0, 0.3)  # green: true nuclei
 OUTLINE_PRED = (1.0, 0.2, 0.8)  # magenta: predicted nuclei
 ERROR_COLOURS = {  # for error_map: what each pixel of a prediction is
@@ -160,6 +162,40 @@ def plot_history(history, title: str = "training"):
     return fig
 
 
+def pick_examples(scores, n: int = 6) -> list[str]:
+    """Image ids for a comparison figure: every modality in turn, each spanning its scores.
+
+    ``scores``: a table with ``image_id``, ``modality`` and ``dsb`` columns (one row per image,
+    as :func:`unet_lesson.evaluate.score_samples` gives). Rows go round-robin over the
+    modalities; within one modality the picks are spread evenly over its images ranked by DSB
+    score (best, ..., worst), so a figure shows typical and bad cases too, not only the best.
+    """
+    groups = [list(g.sort_values("dsb", ascending=False)["image_id"])
+              for _, g in scores.groupby("modality")]
+    counts = [0] * len(groups)
+    while sum(counts) < min(n, len(scores)):
+        for i, g in enumerate(groups):
+            if counts[i] < len(g) and sum(counts) < n:
+                counts[i] += 1
+    spread = [[g[round(j)] for j in np.linspace(0, len(g) - 1, k)] if k > 1 else g[:k]
+              for g, k in zip(groups, counts, strict=True)]
+    return [ids[r] for r in range(max(counts, default=0)) for ids in spread if r < len(ids)]
+
+
+def comparison_figure(samples, probabilities, post, ids: list[str], title: str):
+    """Rows of image | true mask | prediction | errors for the samples with the chosen ids.
+
+    ``probabilities``: the network's output for each sample (in order); ``post`` turns them
+    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`)."""
+    by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
+    chosen = [by_id[i] for i in ids]
+    preds = [post(p) for _, p in chosen]
+    fig = show_comparison([s.image for s, _ in chosen], [s.labels for s, _ in chosen],
+                          preds, row_titles=[i[:12] for i in ids], errors=True)
+    fig.suptitle(title, y=1.0)
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # Architecture lessons (notebooks 02-06): the paper's Figure 1, drawn from the size arithmetic
 # --------------------------------------------------------------------------------------------
@@ -173,27 +209,20 @@ UNET_ARROWS = {  # the arrows of Figure 1 and their colours
 }
 
 
-def _unet_box_position(stage: str, depth: int) -> tuple[int, float]:
+def _unet_box_position(stage: Stage, depth: int) -> tuple[int, float]:
     """(level, x) of a feature map in the U: contracting boxes at 2L + k, expansive mirrored.
 
     A level's pooled map sits under the conv above it (the max-pool arrow points straight down)
     and each up-convolution's output sits over the conv below it (its arrow points straight up).
     """
-    words = stage.split()
-    if stage == "input":
+    if stage.path == "input":
         return 0, 0.0
-    if stage == "output":
+    if stage.path == "output":
         return 0, 4.0 * depth + 3
-    k = {"conv": {"a": 1, "b": 2}, "pool": 0, "up-conv": 0}
-    if words[0] == "pool":
-        level = int(words[1])
-        return level, 2.0 * level
-    if words[0] in ("down", "bottleneck"):
-        level = depth if words[0] == "bottleneck" else int(words[1])
-        return level, 2.0 * level + k["conv"][words[-1]]
-    level = int(words[1])  # "up L up-conv" or "up L conv a/b"
-    offset = 0 if words[2] == "up-conv" else k["conv"][words[-1]]
-    return level, 2.0 * depth + 2 + 2 * (depth - 1 - level) + offset
+    step = {"pool": 0, "up-conv": 0, "conv a": 1, "conv b": 2}[stage.op]
+    if stage.path in ("down", "bottleneck"):
+        return stage.level, 2.0 * stage.level + step
+    return stage.level, 2.0 * depth + 2 + 2 * (depth - 1 - stage.level) + step
 
 
 def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
@@ -209,20 +238,18 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    from .model import feature_shapes
-
     shapes = feature_shapes(input_size, depth, padding, base_channels, in_channels, num_classes)
     if until is not None:
-        names = [s for s, _, _ in shapes]
+        names = [s.name for s in shapes]
         if until not in names:
             raise ValueError(f"until={until!r} is not a stage; stages are {names}")
         shapes = shapes[: names.index(until) + 1]
-    x_max = max(_unet_box_position(stage, depth)[1] for stage, _, _ in shapes)
-    levels = max(_unet_box_position(stage, depth)[0] for stage, _, _ in shapes)
+    x_max = max(_unet_box_position(stage, depth)[1] for stage in shapes)
+    levels = max(_unet_box_position(stage, depth)[0] for stage in shapes)
     if ax is None:
         _, ax = plt.subplots(figsize=(0.75 * (x_max + 3), 1.3 * (levels + 1) + 0.6))
     fig = ax.figure
-    largest = max(size for _, _, size in shapes)
+    largest = max(stage.size for stage in shapes)
 
     def width(channels: int) -> float:
         return 0.06 + 0.11 * max(0.0, np.log2(channels / min(base_channels, 4)) / 2)
@@ -230,26 +257,26 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
     def height(size: int) -> float:
         return 0.3 + 0.55 * size / largest
 
-    boxes: dict[str, tuple[float, float, float, float, float]] = {}  # left, right, top, bottom, x
-    skips: dict[int, str] = {}
-    channels_of = {stage: channels for stage, channels, _ in shapes}
-    for stage, channels, size in shapes:
+    boxes: dict[Stage, tuple[float, float, float, float, float]] = {}  # left, right, top, bottom, x
+    skips: dict[int, Stage] = {}  # the last map of each contracting level: the copied one
+    for stage in shapes:
+        channels, size = stage.channels, stage.size
         level, x = _unet_box_position(stage, depth)
         top, w, h = -1.3 * level, width(channels), height(size)
         left = x - w / 2
-        if "up-conv" in stage:  # the white copy (cropped skip) sits left of the up-conv output
-            copy_w = width(channels_of[skips[level]])
+        if stage.op == "up-conv":  # the white copy (cropped skip) sits left of the up-conv output
+            copy_w = width(skips[level].channels)
             left -= copy_w
             ax.add_patch(Rectangle((left, top - h), copy_w, h, facecolor="white",
                                    edgecolor="black", linewidth=0.8))
         ax.add_patch(Rectangle((x - w / 2, top - h), w, h, facecolor="#a9c8ec",
                                edgecolor="black", linewidth=0.8))
         boxes[stage] = (left, x + w / 2, top, top - h, x)
-        if stage.endswith("conv b") and stage.startswith("down"):
+        if stage.path == "down" and stage.op == "conv b":
             skips[level] = stage
         ax.text((left + x + w / 2) / 2, top - h - 0.04, f"{size}\u00b2", ha="center", va="top",
                 fontsize=7)
-        if not stage.startswith("pool"):  # as in Figure 1: a pooled map keeps its channels
+        if stage.op != "pool":  # as in Figure 1: a pooled map keeps its channels
             ax.text(x, top + 0.04, str(channels), ha="center", va="bottom", fontsize=7)
 
     def arrow(start, end, kind):
@@ -258,20 +285,19 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
             "arrowstyle": "-|>", "color": UNET_ARROWS[kind], "linewidth": 1.4,
             "shrinkA": 1, "shrinkB": 1})
 
-    names = [s for s, _, _ in shapes]
     used = {"conv 3x3, ReLU"}
-    for prev, stage in zip(names, names[1:], strict=False):
+    for prev, stage in zip(shapes, shapes[1:], strict=False):
         a, b = boxes[prev], boxes[stage]
-        if stage.startswith("pool"):
+        if stage.op == "pool":
             arrow((a[4], a[3] - 0.14), (b[4], b[2]), "max pool 2x2")  # below the size
-        elif "up-conv" in stage:
+        elif stage.op == "up-conv":
             arrow((a[4], a[2] + 0.16), (b[4], b[3] - 0.14), "up-conv 2x2")  # clear of labels
-            skip = boxes[skips[int(stage.split()[1])]]
+            skip = boxes[skips[stage.level]]
             y = skip[2] - 0.15
             arrow((skip[1], y), (b[0], y), "copy and crop")
         else:
             y = a[2] - 0.15
-            kind = "conv 1x1" if stage == "output" else "conv 3x3, ReLU"
+            kind = "conv 1x1" if stage.path == "output" else "conv 3x3, ReLU"
             arrow((a[1], y), (b[0], y), kind)
     ax.legend(handles=[Line2D([], [], color=c, linewidth=2, label=k)
                        for k, c in UNET_ARROWS.items() if k in used],
@@ -280,6 +306,6 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
     ax.set_ylim(-1.3 * levels - 1.1, 0.3)
     ax.axis("off")
     ax.set_title(f"U-Net, {padding} padding: a {input_size}x{input_size} tile in, "
-                 f"{shapes[-1][2]}x{shapes[-1][2]} out" if until is None else
-                 f"U-Net up to {until}: {input_size} -> {shapes[-1][2]} pixels", fontsize=10)
+                 f"{shapes[-1].size}x{shapes[-1].size} out" if until is None else
+                 f"U-Net up to {until}: {input_size} -> {shapes[-1].size} pixels", fontsize=10)
     return fig

@@ -10,26 +10,26 @@ never by the image size.
   the whole image's; the stitched result then *equals* a whole-image pass on the mirrored image.
 * ``same`` padding: tiles overlap and are blended with a smooth window, which hides the
   zero-padding artefacts at tile borders.
+
+:func:`predict_image` is what training's validation, the evaluation and the command line call:
+the one preprocessing (:func:`unet_lesson.data.to_input`, as in training), then
+:func:`predict_tiled` in the run's precision (:mod:`unet_lesson.precision`).
+
+Built in notebook 08 (the overlap-tile geometry); notebook 11 predicts with it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import env
+from .data import to_input
 from .model import input_size_for_output, output_size
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op elsewhere."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+from .precision import autocast, autocast_dtype
 
 
 def _blend_window(size: int, margin: int) -> np.ndarray:
@@ -51,14 +51,16 @@ def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: int | None = None,
-                  batch_size: int = 4, device: torch.device | None = None, amp: bool = True,
-                  tta: bool = False, overlap: int | None = None) -> np.ndarray:
+                  batch_size: int = 4, device: torch.device | None = None,
+                  amp_dtype: torch.dtype | None = None, tta: bool = False,
+                  overlap: int | None = None) -> np.ndarray:
     """Class probabilities (num_classes, H, W) for a (C, H, W) image of any size.
 
     ``tile_size``: the output tile for ``valid`` padding (rounded up to a legal size; default
     388 as in the paper's Figure 2), or the input tile for ``same`` (rounded up to a multiple of
-    ``2**depth``; default 256). ``tta``: also predict the horizontally, vertically and doubly
-    flipped image and average (test-time augmentation).
+    ``2**depth``; default 256). ``amp_dtype``: the autocast type (``None``: float32; see
+    :func:`unet_lesson.precision.autocast_dtype`). ``tta``: also predict the horizontally,
+    vertically and doubly flipped image and average (test-time augmentation).
     """
     cfg = net.config
     device = device or next(net.parameters()).device
@@ -72,7 +74,7 @@ def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: i
         probs = None
         for dims in flips:
             flipped = image.flip(dims) if dims else image
-            p = _predict_once(net, flipped, tile_size, batch_size, device, amp, overlap)
+            p = _predict_once(net, flipped, tile_size, batch_size, device, amp_dtype, overlap)
             p = p.flip(dims) if dims else p
             probs = p if probs is None else probs + p
         return (probs / len(flips)).numpy()
@@ -80,26 +82,26 @@ def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: i
         net.train(was_training)
 
 
-def _predict_once(net, image, tile_size, batch_size, device, amp, overlap) -> torch.Tensor:
+def _predict_once(net, image, tile_size, batch_size, device, dtype, overlap) -> torch.Tensor:
     if net.config.padding == "valid":
-        return _predict_valid(net, image, tile_size or 388, batch_size, device, amp)
-    return _predict_same(net, image, tile_size or 256, batch_size, device, amp, overlap)
+        return _predict_valid(net, image, tile_size or 388, batch_size, device, dtype)
+    return _predict_same(net, image, tile_size or 256, batch_size, device, dtype, overlap)
 
 
-def _run_tiles(net, tiles: list[torch.Tensor], batch_size, device, amp) -> list[torch.Tensor]:
+def _run_tiles(net, tiles: list[torch.Tensor], batch_size, device, dtype) -> list[torch.Tensor]:
     """Softmax probabilities of each tile, computed ``batch_size`` tiles at a time."""
     out = []
     for i in range(0, len(tiles), batch_size):
         batch = torch.stack(tiles[i : i + batch_size]).to(device)
         if device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
+        with autocast(device, dtype):
             logits = net(batch)
         out.extend(torch.softmax(logits.float(), dim=1).cpu())
     return out
 
 
-def _predict_valid(net, image, out_tile, batch_size, device, amp) -> torch.Tensor:
+def _predict_valid(net, image, out_tile, batch_size, device, dtype) -> torch.Tensor:
     depth = net.config.depth
     in_tile = input_size_for_output(out_tile, depth)  # e.g. 572 for 388
     out_tile = output_size(in_tile, depth)
@@ -120,12 +122,12 @@ def _predict_valid(net, image, out_tile, batch_size, device, amp) -> torch.Tenso
     for start in range(0, len(origins), batch_size):
         chunk = origins[start : start + batch_size]
         tiles = [padded[:, r : r + in_tile, c : c + in_tile] for r, c in chunk]
-        for (r, c), p in zip(chunk, _run_tiles(net, tiles, batch_size, device, amp), strict=True):
+        for (r, c), p in zip(chunk, _run_tiles(net, tiles, batch_size, device, dtype), strict=True):
             probs[:, r : r + out_tile, c : c + out_tile] = p  # (K, o, o): the tile's valid centre
     return probs[:, :height, :width]
 
 
-def _predict_same(net, image, in_tile, batch_size, device, amp, overlap) -> torch.Tensor:
+def _predict_same(net, image, in_tile, batch_size, device, dtype, overlap) -> torch.Tensor:
     step = 2**net.config.depth
     tile = step * math.ceil(in_tile / step)
     overlap = tile // 4 if overlap is None else overlap
@@ -145,7 +147,7 @@ def _predict_same(net, image, in_tile, batch_size, device, amp, overlap) -> torc
     for start in range(0, len(origins), batch_size):
         chunk = origins[start : start + batch_size]
         tiles = [image[:, r : r + tile_h, c : c + tile_w] for r, c in chunk]
-        for (r, c), p in zip(chunk, _run_tiles(net, tiles, batch_size, device, amp), strict=True):
+        for (r, c), p in zip(chunk, _run_tiles(net, tiles, batch_size, device, dtype), strict=True):
             probs[:, r : r + tile_h, c : c + tile_w] += p * window
             weight[r : r + tile_h, c : c + tile_w] += window
     return probs / weight
@@ -173,3 +175,25 @@ def predict_whole(net: nn.Module, image: np.ndarray | torch.Tensor,
                             (margin, in_w - width - margin)), mode="symmetric")
     probs = torch.softmax(net(torch.from_numpy(padded)[None].to(device)), dim=1)[0]
     return probs[:, :height, :width].cpu().numpy()
+
+
+def predict_image(net: nn.Module, image: np.ndarray, cfg, device: torch.device | None = None,
+                  tta: bool = False, batch_size: int = 4) -> np.ndarray:
+    """(num_classes, H, W) probabilities for a uint8 (H, W, 3) image of any size.
+
+    The training preprocessing (``to_input``), then overlap-tile prediction with the run's
+    prediction tile (``cfg.predict_tile``) in the run's precision: what validation, evaluation
+    and the command line use, so the network always sees what it was trained on.
+    """
+    device = device or next(net.parameters()).device
+    x = to_input(image, cfg.model.in_channels)  # (C, H, W), the training preprocessing
+    return predict_tiled(net, x, tile_size=cfg.predict_tile, batch_size=batch_size,
+                         device=device, amp_dtype=autocast_dtype(device, cfg.amp, cfg.amp_cpu),
+                         tta=tta)
+
+
+def predict_samples(net: nn.Module, samples, cfg, device: torch.device | None = None,
+                    tta: bool = False, desc: str = "predicting") -> list[np.ndarray]:
+    """:func:`predict_image` for each sample (a list, in order), with a progress bar."""
+    return [predict_image(net, s.image, cfg, device, tta)
+            for s in env.progress(samples, desc=desc, leave=False)]

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import PADDINGS, UP_MODES, _check_choice, feature_sizes
+from .checks import check_choice
+from .sizes import PADDINGS, UP_MODES, feature_sizes
 
 
 def _conv(lo: np.ndarray, hi: np.ndarray, padding: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +79,8 @@ def receptive_field(input_size: int, depth: int = 4, padding: str = "valid",
     >>> len(fields), sorted(set((fields[:, 1] - fields[:, 0] + 1).tolist()))
     (388, [188, 204])
     """
-    _check_choice("padding", padding, PADDINGS)
-    _check_choice("up_mode", up_mode, UP_MODES)
+    check_choice("padding", padding, PADDINGS)
+    check_choice("up_mode", up_mode, UP_MODES)
     if padding == "same" and input_size % 2**depth:
         raise ValueError(
             f"receptive_field with padding='same' needs an input size that is a multiple of "

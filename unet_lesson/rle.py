@@ -30,6 +30,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
+from .files import atomic_write
+
 SOLUTION_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width")  # (and Usage, not needed)
 SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels")
 
@@ -129,8 +131,7 @@ def write_submission(path, predictions: Mapping[str, np.ndarray] | Iterable) -> 
     """
     path = Path(path)
     items = predictions.items() if isinstance(predictions, Mapping) else predictions
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="") as f:  # whole or absent, never half a submission
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(SUBMISSION_COLUMNS)
         for image_id, labels in items:

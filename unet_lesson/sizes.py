@@ -11,30 +11,68 @@ All sizes are in pixels, for square tiles (apply them to height and width separa
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
+
+from .checks import check_choice
 
 PADDINGS = ("valid", "same")
 UP_MODES = ("transpose", "bilinear")
 
 
-def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> list[tuple[str, int]]:
-    """Every spatial size the network passes through, as ``(stage, size)`` pairs.
+class Stage(NamedTuple):
+    """One feature map of Figure 1: a box of the drawing, with where it sits and its shape.
 
-    For the paper's 572 tile: 570, 568 | 284, 282, 280 | ... | 32, 30, 28 | 56, 54, 52 | ... 388.
+    ``path``: ``"input"``, ``"down"`` (contracting path), ``"bottleneck"``, ``"up"`` (expansive
+    path) or ``"output"``. ``level``: 0 at the top, ``depth`` at the bottleneck. ``op``: what
+    made the map: ``"input"``, ``"pool"``, ``"conv a"``, ``"conv b"`` (the two 3x3
+    convolutions of a level), ``"up-conv"`` (before the cropped copy is concatenated) or
+    ``"output"`` (the final 1x1 convolution). ``channels`` and ``size`` (pixels, square) are
+    the map's shape. ``name`` is the label the lessons print, e.g. ``"down 1 conv a"``.
+    """
+
+    path: str
+    level: int
+    op: str
+    channels: int
+    size: int
+
+    @property
+    def name(self) -> str:
+        if self.path in ("input", "output"):
+            return self.path
+        if self.op == "pool":
+            return f"pool {self.level}"
+        if self.path == "bottleneck":
+            return f"bottleneck {self.op}"
+        return f"{self.path} {self.level} {self.op}"
+
+
+def feature_shapes(input_size: int, depth: int = 4, padding: str = "valid",
+                   base_channels: int = 64, in_channels: int = 1,
+                   num_classes: int = 2) -> list[Stage]:
+    """Every feature map of the network for a square tile, in the order data flows.
+
+    The boxes of Figure 1 as :class:`Stage` records: the input ``(572 px, 1 channel)``, the two
+    convolutions of each level of the contracting path (``down 0 conv a`` 570, ``down 0 conv b``
+    568), each max-pool (``pool 1`` 284, with the 64 channels of the level above), ...,
+    ``bottleneck conv b`` (28 px, 1024 channels), each up-convolution (``up 3 up-conv`` 56 px,
+    512 channels, before the cropped copy is concatenated) and its two convolutions, and the
+    output (388 px, 2 channels) after the final 1x1 convolution.
     Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
     """
-    _check_choice("padding", padding, PADDINGS)
+    check_choice("padding", padding, PADDINGS)
     shrink = 2 if padding == "valid" else 0  # pixels lost per unpadded 3x3 convolution
-    stages: list[tuple[str, int]] = []
-    size = input_size
+    stages = [Stage("input", 0, "input", in_channels, input_size)]
 
-    def conv(stage: str) -> None:
-        nonlocal size
-        size -= shrink
+    def add(path: str, level: int, op: str, channels: int, size: int) -> None:
         if size < 1:
-            raise ValueError(f"input size {input_size} is too small: {stage} has size {size}")
-        stages.append((stage, size))
+            raise ValueError(f"input size {input_size} is too small: "
+                             f"{Stage(path, level, op, channels, size).name} has size {size}")
+        stages.append(Stage(path, level, op, channels, size))
 
+    size = input_size
     for level in range(depth + 1):  # contracting path; level == depth is the bottleneck
+        path = "bottleneck" if level == depth else "down"
         if level > 0:
             if size % 2:
                 raise ValueError(
@@ -42,40 +80,28 @@ def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> li
                     f"size {size}"
                 )
             size //= 2
-            stages.append((f"pool {level}", size))
-        name = "bottleneck" if level == depth else f"down {level}"
-        conv(f"{name} conv a")
-        conv(f"{name} conv b")
+            add(path, level, "pool", stages[-1].channels, size)  # a pool keeps the channels
+        for op in ("conv a", "conv b"):
+            size -= shrink
+            add(path, level, op, base_channels * 2**level, size)
     for level in range(depth - 1, -1, -1):  # expansive path
         size *= 2
-        stages.append((f"up {level} up-conv", size))
-        conv(f"up {level} conv a")
-        conv(f"up {level} conv b")
+        add("up", level, "up-conv", base_channels * 2**level, size)
+        for op in ("conv a", "conv b"):
+            size -= shrink
+            add("up", level, op, base_channels * 2**level, size)
+    stages.append(Stage("output", 0, "output", num_classes, size))  # the 1x1 convolution
     return stages
 
 
-def feature_shapes(input_size: int, depth: int = 4, padding: str = "valid",
-                   base_channels: int = 64, in_channels: int = 1,
-                   num_classes: int = 2) -> list[tuple[str, int, int]]:
-    """``(stage, channels, size)`` for the input, every stage of :func:`feature_sizes`, the output.
+def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> list[tuple[str, int]]:
+    """Every spatial size the network passes through, as ``(stage name, size)`` pairs.
 
-    The boxes of Figure 1: ``("input", 1, 572)``, ``("down 0 conv a", 64, 570)``, ...,
-    ``("pool 1", 64, 284)``, ``("down 1 conv a", 128, 282)``, ..., ``("up 3 up-conv", 512, 56)``
-    (the up-convolution's output, before the cropped copy is concatenated), ...,
-    ``("output", 2, 388)`` after the final 1x1 convolution.
+    For the paper's 572 tile: 570, 568 | 284, 282, 280 | ... | 32, 30, 28 | 56, 54, 52 | ... 388
+    (the stages of :func:`feature_shapes` between the input and the output).
+    Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
     """
-    shapes = [("input", in_channels, input_size)]
-    for stage, size in feature_sizes(input_size, depth, padding):
-        words = stage.split()
-        if words[0] == "pool":  # a max-pool keeps the channels of the level above
-            channels = base_channels * 2 ** (int(words[1]) - 1)
-        elif words[0] == "bottleneck":
-            channels = base_channels * 2**depth
-        else:  # "down L ..." and "up L ...": level L has base_channels * 2**L channels
-            channels = base_channels * 2 ** int(words[1])
-        shapes.append((stage, channels, size))
-    shapes.append(("output", num_classes, shapes[-1][2]))  # the 1x1 convolution
-    return shapes
+    return [(stage.name, stage.size) for stage in feature_shapes(input_size, depth, padding)[1:-1]]
 
 
 def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
@@ -113,7 +139,7 @@ def legal_sizes_near(
     For ``valid`` padding they are the sizes ``2**depth * m + 4 * (2**depth - 1)`` (572 = 16*32 +
     60 for depth 4). The first entry is ``None`` when no legal size lies below.
     """
-    _check_choice("padding", padding, PADDINGS)
+    check_choice("padding", padding, PADDINGS)
     step = 2**depth
     offset = 0 if padding == "same" else 4 * (step - 1)
     smallest = step if padding == "same" else _smallest_valid(depth)
@@ -155,8 +181,3 @@ def check_input_size(height: int, width: int, depth: int = 4, padding: str = "va
                 f"the nearest legal sizes are {nearest}. Crop or mirror-pad the image to one of "
                 f"them, or use padding='same'."
             )
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

@@ -1,55 +1,57 @@
-"""Training the U-Net on the Data Science Bowl: a loop a student can read top to bottom.
+"""Training the U-Net: the loop, and only the loop, so a student can read it top to bottom.
 
-:func:`fit` does, each epoch: draw random (augmented) training tiles, take optimiser steps,
-score the held-out images with the Data Science Bowl metric, append a row to the history
-(``history.csv``), and write ``last.pt`` (and ``best.pt`` when the validation score improved).
-With ``resume=True`` it continues from ``last.pt`` exactly where it stopped: same weights,
-optimiser and scheduler state, random-number generators and data order.
+:func:`fit` does, each epoch: draw random (augmented) training tiles, take optimiser steps
+(:func:`train_one_epoch`), score the validation images with the Data Science Bowl metric, and
+hand the epoch's row and a checkpoint state to ``on_epoch``. It knows no folder: a run
+(:class:`unet_lesson.run.Run`) owns the folder and decides what is written; without
+``on_epoch`` nothing is. Given a checkpoint state (``resume_from``), it continues exactly
+where that state stopped: same weights, optimiser and scheduler state, random-number
+generators and data order.
 
 What a careful engineer expects is here and switchable in :class:`~unet_lesson.config.TrainConfig`:
-the device chosen automatically, mixed precision on CUDA (bf16 where supported), channels_last,
-optional ``torch.compile``, the paper's SGD with momentum 0.99 or Adam, warm-up + cosine
-learning-rate schedule, gradient clipping, DataLoader workers, quiet-in-CI progress bars, and
-a hard stop on a NaN or infinite loss.
+mixed precision by the device's capability (:mod:`unet_lesson.precision`), channels_last,
+optional ``torch.compile``, the paper's SGD with momentum 0.99 or AdamW, warm-up + cosine
+learning-rate schedule, gradient clipping, DataLoader workers, quiet-in-CI progress bars, and a
+hard stop when the loss diverges (NaN, infinite, or 100 times its first value).
+
+Built in notebook 10: its loop by hand is checked against :func:`fit`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from . import env, instances, losses, weights
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, from_dict
-from .data import (
-    Augment,
-    TileDataset,
-    dataset_table,
-    default_split_path,
-    load_dsb_folder,
-    make_splits,
-)
-from .evaluate import PostProcess, predict_samples, score_samples
+from . import env
+from .checkpoint import rng_state, set_rng_state
+from .config import TrainConfig
+from .data import Augment, TileDataset
+from .evaluate import chance_scores, validation_scores
+from .losses import loss_function, make_targets
 from .model import UNet
+from .precision import autocast, autocast_dtype, grad_scaler
+
+DIVERGENCE_FACTOR = 100.0  # a loss this many times its first value means training diverged
 
 
 def build_model(cfg: TrainConfig, device: torch.device) -> UNet:
-    net = UNet(**vars(cfg.model_config())).to(device)
+    """The run's network on ``device`` (channels_last when the config asks)."""
+    net = UNet(cfg.model).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
 
 
 def build_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":  # the paper: "a high momentum (0.99)"
+    """SGD with momentum (the paper: "a high momentum (0.99)") or AdamW."""
+    if cfg.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -70,47 +72,56 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def autocast_for(cfg: TrainConfig, device: torch.device):
-    """The autocast context for this config and device (or a no-op)."""
-    if device.type == "cuda" and cfg.amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    if device.type == "cpu" and cfg.amp_cpu:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def steps_per_epoch(cfg: TrainConfig) -> int:
+    return max(1, cfg.tiles_per_epoch // cfg.batch_size)
 
 
-def uses_fp16_scaler(cfg: TrainConfig, device: torch.device) -> bool:
-    """fp16 (older GPUs) needs loss scaling; bf16 and fp32 do not."""
-    return device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
+class DivergenceError(FloatingPointError):
+    """The loss became NaN, infinite, or exploded: training stops before anything is saved."""
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite: training stops before anything bad is saved."""
+def check_loss(loss: torch.Tensor, reference: float | None, epoch: int, step: int, lr: float,
+               cfg: TrainConfig) -> None:
+    """Raise :class:`DivergenceError` if ``loss`` is not finite or exceeds
+    ``DIVERGENCE_FACTOR`` times the run's first loss (``reference``). ``epoch`` and ``step``
+    count from 0; the message counts from 1, as the history and the progress bar do."""
+    value = loss.item()
+    exploded = reference is not None and value > DIVERGENCE_FACTOR * reference
+    if math.isfinite(value) and not exploded:
+        return
+    why = f" (more than {DIVERGENCE_FACTOR:g}x the first loss, {reference:.3g})" if exploded \
+        else ""
+    raise DivergenceError(
+        f"the loss became {value:.3g}{why} at epoch {epoch + 1}, step {step + 1} (lr={lr:.3g}); "
+        f"training stopped and this epoch was not saved. Lower the learning rate (e.g. --set "
+        f"lr={cfg.lr / 10:g}), keep gradient clipping on (grad_clip), or check the input data "
+        f"for NaNs."
+    )
 
 
 def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: TrainConfig,
-                    device: torch.device, epoch: int, step_net=None) -> float:
-    """One pass over ``loader``; returns the mean training loss."""
+                    device: torch.device, epoch: int, step_net=None,
+                    reference: float | None = None) -> tuple[float, float]:
+    """One pass over ``loader``; returns ``(mean training loss, reference loss)``.
+
+    ``reference`` is the run's first loss (the divergence check compares with it); ``None``
+    on the very first step, which then sets it.
+    """
     net.train()
     step_net = step_net or net
+    dtype = autocast_dtype(device, cfg.amp, cfg.amp_cpu)
     total, count = 0.0, 0
-    bar = env.progress(loader, desc=f"epoch {epoch}", leave=False)
+    bar = env.progress(loader, desc=f"epoch {epoch + 1}", leave=False)
     for step, batch in enumerate(bar):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         images = batch["image"]  # (B, C, H_in, W_in)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast_for(cfg, device):
+        with autocast(device, dtype):
             logits = step_net(images)  # (B, K, H_out, W_out)
         loss = loss_fn(logits.float(), batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the loss became {loss.item()} at epoch {epoch}, step {step} (learning rate "
-                f"{scheduler.get_last_lr()[0]:.3g}); training stopped and this epoch was not "
-                f"saved. Lower the learning rate (e.g. --set lr={cfg.lr / 10:g}), keep gradient "
-                f"clipping on (grad_clip), or check the input data for NaNs."
-            )
+        check_loss(loss, reference, epoch, step, scheduler.get_last_lr()[0], cfg)
+        reference = loss.item() if reference is None else reference
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -122,88 +133,18 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
         total += loss.item() * len(images)
         count += len(images)
         bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
-    return total / max(count, 1)
+    return total / max(count, 1), reference
 
 
-def _write_history(history: list[dict], out_dir: Path) -> None:
-    tmp = out_dir / ".history.csv.tmp"
-    pd.DataFrame(history).to_csv(tmp, index=False)
-    tmp.replace(out_dir / "history.csv")
-
-
-def _checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, extra) -> dict:
-    return {
-        "model": net.state_dict(), "model_config": vars(cfg.model_config()),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(), "epoch": epoch, "train_config": cfg.to_dict(),
-        "history": history, "rng": rng_state(), **extra,
-    }
-
-
-def resume_state(out_dir: Path, cfg: TrainConfig) -> dict | None:
-    """The state in ``out_dir/last.pt`` if it exists, checked against ``cfg``'s model."""
-    path = Path(out_dir) / "last.pt"
-    if not path.exists():
-        return None
-    return load_checkpoint(path, expected_model_config=vars(cfg.model_config()))
-
-
-def load_trained(path: str | Path, device: torch.device | None = None):
-    """``(net, train_config, checkpoint)`` from a checkpoint, ready for prediction."""
-    device = device or env.pick_device()
-    state = load_checkpoint(path, map_location=device)
-    cfg = from_dict(state["train_config"])
-    net = UNet(**state["model_config"]).to(device)
-    net.load_state_dict(state["model"])
-    return net.eval(), cfg, state
-
-
-def make_targets(labels_in: np.ndarray, target: str, loss: str, w0: float,
-                 sigma: float) -> dict[str, np.ndarray]:
-    """The training target (and the paper's weight map) from a tile's input-sized labels.
-
-    ``three_class``: background / interior / border (:func:`instances.three_class_target`).
-    ``binary``: nucleus or not, after :func:`weights.open_gaps` has opened a line of background
-    between touching nuclei (the DSB masks have none; the paper's membranes do), so the network
-    can learn to separate them, and the weight map (for ``weighted_ce``) has gaps to weigh.
-    Module level, so DataLoader workers can pickle it.
-    """
-    if target == "three_class":
-        out = {"target": instances.three_class_target(labels_in)}  # (H, W) 0/1/2
-    else:
-        labels_in = weights.open_gaps(labels_in)
-        out = {"target": (labels_in > 0).astype(np.int64)}  # (H, W) 0/1
-    if loss == "weighted_ce":
-        out["weight"] = weights.weight_map(labels_in, w0=w0, sigma=sigma)  # (H, W) float32
-    return out
-
-
-def loss_function(cfg: TrainConfig):
-    """``loss(logits, batch)`` for this config; targets are cropped to the logits' size."""
-
-    def loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        if cfg.loss == "weighted_ce":
-            return losses.weighted_cross_entropy(logits, batch["target"], batch["weight"])
-        if cfg.loss == "ce":
-            return losses.weighted_cross_entropy(logits, batch["target"])
-        return losses.ce_dice_loss(logits, batch["target"], dice_weight=cfg.dice_weight)
-
-    return loss
-
-
-def split_samples(samples, cfg: TrainConfig, data_root: Path, splits_path: Path | None = None):
-    """``(train, val, test, splits)``: the seeded, stratified split saved beside the data
-    (the same for every run on this data set, so runs can be compared)."""
-    table = dataset_table(samples)
-    path = splits_path or default_split_path(data_root, 0, cfg.val_fraction, cfg.test_fraction)
-    splits = make_splits(table, path, cfg.val_fraction, cfg.test_fraction, seed=0)
-    which = dict(zip(splits["image_id"], splits["split"], strict=True))
-    parts = {name: [s for s in samples if which[s.image_id] == name]
-             for name in ("train", "val", "test")}
-    if not parts["train"] or not parts["val"]:
-        raise ValueError(f"{data_root} has {len(samples)} images: too few for a training and a "
-                         f"validation split (val_fraction {cfg.val_fraction})")
-    return parts["train"], parts["val"], parts["test"], splits
+def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
+    """Augmented random tiles of the training images, with the config's targets."""
+    target_fn = partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0,
+                        sigma=cfg.sigma)
+    return TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.model.padding,
+                       depth=cfg.model.depth, augment=Augment(elastic=cfg.elastic),
+                       target_fn=target_fn,
+                       tiles_per_image=math.ceil(cfg.tiles_per_epoch / len(train_set)),
+                       channels=cfg.model.in_channels, seed=cfg.seed)
 
 
 def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> DataLoader:
@@ -216,99 +157,75 @@ def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> 
                       pin_memory=device.type == "cuda", generator=order)
 
 
-def validate(net, samples, cfg: TrainConfig, device) -> dict:
-    """Mean Dice and DSB score on (up to ``val_max_images``) validation images."""
-    if cfg.val_max_images:
-        samples = samples[: cfg.val_max_images]
-    probs = predict_samples(net, samples, cfg, device, desc="validating")
-    scores = score_samples(samples, probs, PostProcess.for_target(cfg.target))
-    return {"val_dice": float(scores["dice"].mean()), "val_dsb": float(scores["dsb"].mean())}
+def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, reference) -> dict:
+    """Everything needed to continue exactly (see :mod:`unet_lesson.checkpoint`)."""
+    return {"model": net.state_dict(), "model_config": asdict(cfg.model),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": epoch, "train_config": cfg.to_dict(),
+            "history": list(history), "rng": rng_state(), "reference_loss": reference}
 
 
-def fit(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path, *,
-        device: torch.device | None = None, resume: bool = False, samples=None,
+def best_so_far(row: dict, earlier: list[dict], chance: dict | None) -> bool:
+    """Whether an epoch's row is the run's best: validated, better than ``chance`` on the DSB
+    score or the pixel Dice (:func:`~unet_lesson.evaluate.chance_scores`; ``None``: no such
+    floor), and ahead of every earlier such epoch by DSB score (ties: by Dice)."""
+    def key(r: dict):
+        return (r["val_dsb"], r["val_dice"])
+
+    def eligible(r: dict) -> bool:
+        return r.get("val_dsb") is not None and (chance is None or r["val_dsb"] > chance[
+            "val_dsb"] or r["val_dice"] > chance["val_dice"])
+
+    return eligible(row) and all(key(row) > key(r) for r in earlier if eligible(r))
+
+
+def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = None,
+        resume_from: dict | None = None,
+        on_epoch: Callable[[dict, dict, bool], None] | None = None,
         until_epoch: int | None = None, time_limit_s: float | None = None) -> pd.DataFrame:
-    """Train on ``data_root`` (a stage1_train-style folder); everything goes to ``out_dir``.
+    """Train on ``train_set``, validate on ``val_set``; returns the history (a row per epoch).
 
-    ``resume``: continue from ``out_dir/last.pt`` exactly. ``until_epoch``: stop after that
-    epoch (resume later). ``time_limit_s``: stop after the epoch that passes this many seconds.
-    ``samples``: already-read samples of ``data_root`` (saves reading them again).
-    Returns the history (one row per epoch), also saved as ``history.csv``.
+    ``on_epoch(row, state, is_best)`` is called after every epoch with the history row, the
+    checkpoint state and whether the epoch is the best so far (:func:`best_so_far`).
+    ``resume_from``: a checkpoint state to continue exactly. ``until_epoch``: stop after that
+    epoch (0-based). ``time_limit_s``: stop after the epoch that passes this many seconds.
     """
-    data_root, out_dir = Path(data_root), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = device or env.pick_device()
     env.seed_everything(cfg.seed)
-    samples = samples if samples is not None else load_dsb_folder(data_root)
-    train_set, val_set, _, splits = split_samples(samples, cfg, data_root)
-    splits.to_csv(out_dir / "splits.csv", index=False)
-    cfg.save(out_dir / "config.json")
-
-    target_fn = partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0,
-                        sigma=cfg.sigma)
-    tiles = TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.padding, depth=cfg.depth,
-                        augment=Augment(elastic=cfg.elastic), target_fn=target_fn,
-                        tiles_per_image=math.ceil(cfg.tiles_per_epoch / len(train_set)),
-                        channels=cfg.in_channels, seed=cfg.seed)
+    tiles = training_tiles(train_set, cfg)
     net = build_model(cfg, device)
     step_net = torch.compile(net) if cfg.compile else net
     optimizer = build_optimizer(cfg, net)
-    steps_per_epoch = max(1, cfg.tiles_per_epoch // cfg.batch_size)
-    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch * cfg.num_epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=uses_fp16_scaler(cfg, device))
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch(cfg) * cfg.num_epochs)
+    scaler = grad_scaler(device, autocast_dtype(device, cfg.amp, cfg.amp_cpu))
     loss_fn = loss_function(cfg)
-
-    history, start_epoch, best = [], 0, -1.0
-    state = resume_state(out_dir, cfg) if resume else None
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        best = max([h["val_dsb"] for h in history if h.get("val_dsb") is not None], default=-1.0)
-        set_rng_state(state["rng"])
-    else:
-        (out_dir / "best.pt").unlink(missing_ok=True)  # a new run: no stale best from an old one
-
+    scored = val_set[: cfg.val_max_images] if cfg.val_max_images else val_set
+    chance = chance_scores(scored) if cfg.best_above_chance else None
+    history, start, reference = [], 0, None
+    if resume_from is not None:
+        for part, name in [(net, "model"), (optimizer, "optimizer"), (scheduler, "scheduler"),
+                           (scaler, "scaler")]:
+            part.load_state_dict(resume_from[name])
+        history, start = list(resume_from["history"]), resume_from["epoch"] + 1
+        reference = resume_from.get("reference_loss")
+        set_rng_state(resume_from["rng"])
     started = time.perf_counter()
-    last_epoch = min(cfg.num_epochs, until_epoch + 1 if until_epoch is not None else 10**9)
-    for epoch in range(start_epoch, last_epoch):
+    stop = min(cfg.num_epochs, until_epoch + 1 if until_epoch is not None else cfg.num_epochs)
+    for epoch in range(start, stop):
         epoch_start = time.perf_counter()
-        loader = train_loader(tiles, cfg, epoch, device)
-        train_loss = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg,
-                                     device, epoch, step_net)
+        train_loss, reference = train_one_epoch(
+            net, train_loader(tiles, cfg, epoch, device), loss_fn, optimizer, scheduler, scaler,
+            cfg, device, epoch, step_net, reference)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                "val_dice": None, "val_dsb": None}
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epochs:
-            row.update(validate(net, val_set, cfg, device))
+            row.update(validation_scores(net, val_set, cfg, device))
         row["seconds"] = round(time.perf_counter() - epoch_start, 2)
+        is_best = best_so_far(row, history, chance)
         history.append(row)
-        _write_history(history, out_dir)
-        state = _checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history,
-                                  {"data_root": str(data_root)})
-        save_checkpoint(out_dir / "last.pt", **state)
-        if row["val_dsb"] is not None and row["val_dsb"] > best:
-            best = row["val_dsb"]
-            save_checkpoint(out_dir / "best.pt", **state)
+        if on_epoch is not None:
+            on_epoch(row, checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch,
+                                           history, reference), is_best)
         if time_limit_s is not None and time.perf_counter() - started > time_limit_s:
             break
     return pd.DataFrame(history)
-
-
-def ensure_trained(cfg: TrainConfig, data_root: str | Path, out_dir: str | Path, *,
-                   device: torch.device | None = None, samples=None) -> Path:
-    """``out_dir/best.pt`` of a finished run of exactly ``cfg`` on ``data_root``: reused if
-    ``out_dir`` holds one, resumed if it holds an unfinished one, else trained from scratch.
-    (Notebook 11 uses the run notebook 10 trained, without training it again.)"""
-    out_dir = Path(out_dir)
-    last = out_dir / "last.pt"
-    same = False
-    if last.exists():
-        state = load_checkpoint(last)
-        same = (state.get("train_config") == cfg.to_dict()
-                and state.get("data_root") == str(Path(data_root)))
-        if same and state["epoch"] + 1 >= cfg.num_epochs:
-            return out_dir / "best.pt"
-    fit(cfg, data_root, out_dir, device=device, samples=samples, resume=same)
-    return out_dir / "best.pt"

@@ -58,23 +58,15 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
+from .checks import check_label_image
+
 W0 = 10.0  # the paper's w0
 SIGMA = 5.0  # the paper's sigma, pixels
 TOL = 1e-5  # largest value of the border term we drop (the maximum error of the fast version)
 
 
 def _check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D label image (H, W), got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise TypeError(
-            f"{name} must hold integer nucleus ids (0 = background), got dtype {labels.dtype}; "
-            "label a binary mask first (scipy.ndimage.label)"
-        )
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{name} has negative ids; use 0 for background and 1..N for nuclei")
-    return labels.astype(np.int64, copy=False)
+    return check_label_image(labels, name).astype(np.int64, copy=False)
 
 
 def cutoff_distance(w0: float = W0, sigma: float = SIGMA, tol: float = TOL) -> float:

@@ -42,6 +42,7 @@ from .dsb import (
     to_input,
 )
 from .locate import DataSource, dsb_dir, find_or_make_dataset, real_dsb_root, synthetic_root
+from .stage1_test import load_labelled, load_labelled_test_set
 from .synthetic import (
     MODALITIES,
     make_synthetic_dsb,
@@ -57,8 +58,8 @@ from .table import (
     save_splits,
     size_class,
     stratified_split,
+    training_split,
 )
-from .stage1_test import load_labelled, load_labelled_test_set
 from .tiles import TileDataset, extract_window, mirror_indices, tile_sizes
 
 __all__ = [
@@ -71,7 +72,7 @@ __all__ = [
     "DataSource", "dsb_dir", "find_or_make_dataset", "real_dsb_root", "synthetic_root",
     "MODALITIES", "make_synthetic_dsb", "read_synthetic_manifest", "synthetic_sample",
     "dataset_table", "default_split_path", "load_splits", "make_splits", "modality_of",
-    "save_splits", "size_class", "stratified_split",
+    "save_splits", "size_class", "stratified_split", "training_split",
     "load_labelled", "load_labelled_test_set",
     "TileDataset", "extract_window", "mirror_indices", "tile_sizes",
 ]

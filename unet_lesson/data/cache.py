@@ -16,8 +16,6 @@ Merging the masks of the real ``stage1_train`` (586 images, 25,721 mask PNGs) ta
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import env
+from ..files import atomic_write, folder_key
 
 # Bump when the merge rule or the stored format changes: old entries then miss.
 CACHE_VERSION = 1
@@ -38,9 +37,8 @@ def default_cache_dir() -> Path:
 def cache_folder(root: str | Path, cache_dir: str | Path | None = None) -> Path:
     """The cache folder for one data set root, keyed by the root's absolute path."""
     root = Path(root).resolve()
-    key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return base / f"{root.name}-{key}"
+    return base / f"{root.name}-{folder_key(root)}"
 
 
 def fingerprint(image_file: Path, mask_files: list[Path]) -> str:
@@ -69,19 +67,12 @@ def save_labels(cache_file: Path, fp: str, labels: np.ndarray, n_contested: int)
     """Write one entry atomically. Returns False (with a warning) if the cache is not writable."""
     # the smallest unsigned type that holds the ids: less to compress and to read back
     dtype = np.uint16 if labels.max(initial=0) < 2**16 else np.uint32
-    tmp_name = None
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.stem}.",
-                                        suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(cache_file, "wb") as handle:
             np.savez_compressed(handle, labels=labels.astype(dtype), fingerprint=np.array(fp),
                                 n_contested=np.array(n_contested))
-        os.replace(tmp_name, cache_file)
         return True
     except OSError as error:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
         warnings.warn(
             f"could not write the label cache {cache_file} ({error}); reading goes on without "
             f"it. Set UNET_LESSON_DATA to a writable folder, or pass cache=False.",

@@ -37,6 +37,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .. import env
+from ..files import atomic_write
 
 COMPETITION = "data-science-bowl-2018"
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/"
@@ -127,46 +128,46 @@ def _from_bbbc038(dest: Path, parts: list[str], base_url: str, timeout: float, p
 
 def fetch(url: str, target: Path, timeout: float = 60.0, progress: bool | None = None,
           dest_hint: Path | None = None) -> Path:
-    """Download ``url`` to ``target`` via ``<target>.part``, renamed only when complete."""
-    part = target.with_name(target.name + ".part")
+    """Download ``url`` to ``target``; ``target`` appears only when the download is whole.
+
+    The bytes go through :func:`unet_lesson.files.atomic_write`: an error, a short read or a
+    byte count that differs from ``Content-Length`` leaves no file behind.
+    """
     where = dest_hint or target.parent
     request = urllib.request.Request(url, headers={"User-Agent": "unet-lesson"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response, \
+                atomic_write(target, "wb") as out:
             length = response.headers.get("Content-Length")
             expected = int(length) if length else None
             bar = {} if progress is None else {"disable": not progress}
-            with open(part, "wb") as out, env.progress(total=expected, unit="B", unit_scale=True,
-                                                       desc=target.name, **bar) as pbar:
+            size = 0
+            with env.progress(total=expected, unit="B", unit_scale=True, desc=target.name,
+                              **bar) as pbar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
+                    size += len(chunk)
                     pbar.update(len(chunk))
+            if expected is not None and size != expected:
+                raise DownloadError(f"incomplete download of {url}: got {size} of {expected} "
+                                    f"bytes; run again to restart it")
     except urllib.error.HTTPError as error:
-        part.unlink(missing_ok=True)
         raise DownloadError(
             f"{url} answered HTTP {error.code} {error.reason}: the Broad may have moved the file;"
             f" see https://bbbc.broadinstitute.org/BBBC038 for the current links, or use "
             f"source='kaggle'"
         ) from None
     except http.client.IncompleteRead as error:
-        part.unlink(missing_ok=True)
         raise DownloadError(
             f"incomplete download of {url}: the connection closed after "
             f"{len(error.partial)} bytes; run again to restart it"
         ) from None
     except (urllib.error.URLError, OSError) as error:
-        part.unlink(missing_ok=True)
         reason = getattr(error, "reason", error)
         raise DownloadError(
             f"could not download {url} ({reason}): check your internet connection (or proxy) "
             f"and run again; or download it by hand and unzip it into {where}"
         ) from None
-    size = part.stat().st_size
-    if expected is not None and size != expected:
-        part.unlink()
-        raise DownloadError(f"incomplete download of {url}: got {size} of {expected} bytes; "
-                            f"run again to restart it")
-    os.replace(part, target)
     return target
 
 
@@ -327,6 +328,5 @@ def _install_csv(data: bytes, target: Path, origin: str) -> None:
     if "ImageId" not in header or "EncodedPixels" not in header:
         raise DownloadError(f"{origin} is not the stage-1 solution CSV (its first line is "
                             f"{header[:80]!r}); run again, or try the other source")
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    with atomic_write(target, "wb") as out:
+        out.write(data)

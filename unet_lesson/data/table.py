@@ -23,7 +23,6 @@ result to a CSV and reads it back on later runs, so the split never changes unde
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .. import env
+from ..files import folder_key, write_csv
 from .dsb import DSBSample, read_dsb_folder
 
 DARK_BACKGROUND = 128  # median grey level below which the background counts as dark
@@ -146,19 +146,14 @@ def default_split_path(root: str | Path, seed: int = 0, val_fraction: float = 0.
                        test_fraction: float = 0.0) -> Path:
     """``env.data_dir()/splits/<set>-<hash of its path>-seed<seed>-val<..>-test<..>.csv``."""
     root = Path(root).resolve()
-    key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
-    name = f"{root.name}-{key}-seed{seed}-val{val_fraction:g}-test{test_fraction:g}.csv"
+    name = (f"{root.name}-{folder_key(root)}-seed{seed}-val{val_fraction:g}"
+            f"-test{test_fraction:g}.csv")
     return env.data_dir() / "splits" / name
 
 
 def save_splits(splits: pd.DataFrame, path: str | Path) -> Path:
     """Write the splits CSV (atomically: a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    splits.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_csv(path, splits)
 
 
 def load_splits(path: str | Path) -> pd.DataFrame:
@@ -190,4 +185,24 @@ def make_splits(table: pd.DataFrame, path: str | Path, val_fraction: float = 0.2
         return splits
     splits = stratified_split(table, val_fraction, test_fraction, seed)
     save_splits(splits, path)
+    return splits
+
+
+def training_split(table: pd.DataFrame, val_fraction: float, test_fraction: float,
+                   seed: int = 0) -> pd.DataFrame:
+    """The split a training run uses: :func:`stratified_split`, refused (with nothing written
+    anywhere) when it leaves no training or no validation image.
+
+    Deterministic for the same images, fractions and seed, so two runs on one data set use
+    the same split; each run saves its own copy (``splits.csv`` in the run folder).
+    """
+    splits = stratified_split(table, val_fraction, test_fraction, seed)
+    counts = splits["split"].value_counts()
+    if counts.get("train", 0) == 0 or counts.get("val", 0) == 0:
+        raise ValueError(
+            f"{len(table)} image(s) are too few for a training and a validation split "
+            f"(val_fraction {val_fraction}, test_fraction {test_fraction} give "
+            f"{counts.get('train', 0)} training and {counts.get('val', 0)} validation images); "
+            f"add images or change the fractions"
+        )
     return splits

@@ -12,8 +12,8 @@ extrapolated by mirroring the input image". :class:`TileDataset` yields exactly 
 * ``padding="same"``: input and targets of the same size.
 
 Each item is a dict of tensors: ``"image"`` float32 (C, in, in) made by
-:func:`~unet_lesson.data.to_input` (the one preprocessing), ``"mask"`` int64 (out, out) 0/1,
-``"labels"`` int64 (out, out) the nuclei ids, and whatever ``target_fn(labels_in)`` returns (for
+:func:`~unet_lesson.data.to_input` (the one preprocessing), ``"labels"`` int64 (out, out) the
+nuclei ids, and whatever ``target_fn(labels_in)`` returns (for
 example the paper's weight map), computed on the input-sized labels, so distances see the
 nuclei in the context, then cropped to the output size.
 
@@ -152,7 +152,6 @@ class TileDataset(Dataset):
         labels_out = center_crop(labels_in, self.out_size, self.out_size)  # (out, out)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            "mask": torch.from_numpy((labels_out > 0).astype(np.int64)),
             "labels": torch.from_numpy(np.ascontiguousarray(labels_out)),
         }
         if self.target_fn is not None:

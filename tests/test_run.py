@@ -1,0 +1,167 @@
+"""A run folder that never lies: each defect found in the old layout, reproduced and refused."""
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+from unet_lesson import env
+from unet_lesson.config import preset
+from unet_lesson.data import load_dsb_folder, make_synthetic_dsb
+from unet_lesson.run import RESULTS, Run, RunError
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    make_synthetic_dsb(root, n_images=10, seed=4, image_size=64, progress=False)
+    return root, load_dsb_folder(root, cache=False, progress=False)
+
+
+def tiny_config(**changes):
+    values = dict(base_channels=4, depth=2, tile_size=32, batch_size=4, tiles_per_epoch=8,
+                  num_epochs=1, warmup_steps=2, num_workers=0, val_max_images=2,
+                  val_fraction=0.2, test_fraction=0.2, channels_last=False,
+                  best_above_chance=False)
+    return preset("practical", **{**values, **changes})
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_set, tmp_path_factory):
+    """A trained and finished run, copied by the tests that change it."""
+    root, samples = tiny_set
+    folder = tmp_path_factory.mktemp("runs") / "finished"
+    run = Run.create(folder, tiny_config(), root, samples)
+    run.train(samples)
+    run.finish(samples)
+    (folder / "submission.csv").write_text("ImageId,EncodedPixels\n")
+    (folder / "evaluate_all.csv").write_text("image_id\n")
+    return folder
+
+
+def _copy(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / "copy")
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_new_run_refuses_a_folder_holding_another(tiny_set, finished, tmp_path):
+    root, samples = tiny_set
+    folder = _copy(finished, tmp_path)
+    before = _snapshot(folder)
+    with pytest.raises(RunError, match=r"already holds a run \(.*1 epoch\(s\) trained\).*"
+                                       r"--resume.*--overwrite"):
+        Run.create(folder, tiny_config(num_epochs=2), root, samples)
+    assert _snapshot(folder) == before
+
+
+def test_overwrite_removes_the_old_run_whole(tiny_set, finished, tmp_path):
+    """Old metrics.json, postprocess.json and submission.csv once stayed beside new weights."""
+    root, samples = tiny_set
+    folder = _copy(finished, tmp_path)
+    Run.create(folder, tiny_config(lr=0.002), root, samples, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "run.json", "splits.csv"]
+    assert Run.open(folder).config.lr == 0.002
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # nothing left beside it
+
+
+def test_a_folder_of_other_files_is_refused(tiny_set, tmp_path):
+    root, samples = tiny_set
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match=r"holds files that are not a run \(notes.txt\)"):
+        Run.create(tmp_path, tiny_config(), root, samples, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path, monkeypatch):
+    """One image is too few to split; the split file it left once blocked the next run."""
+    monkeypatch.setenv("UNET_LESSON_DATA", str(tmp_path / "data"))
+    root = make_synthetic_dsb(tmp_path / "grow", n_images=1, seed=1, image_size=64,
+                              progress=False)
+    with pytest.raises(RunError, match="1 image.* too few for a training and a validation"):
+        Run.create(tmp_path / "run", tiny_config(), root, load_dsb_folder(root, cache=False))
+    assert not (tmp_path / "run").exists() and not (env.data_dir() / "splits").exists()
+    more = make_synthetic_dsb(tmp_path / "more", n_images=6, seed=2, image_size=64,
+                              progress=False)
+    for folder in more.iterdir():
+        if folder.is_dir():
+            shutil.copytree(folder, root / folder.name)
+    run = Run.create(tmp_path / "run", tiny_config(), root, load_dsb_folder(root, cache=False))
+    assert len(pd.read_csv(run.path("splits.csv"))) == 7
+
+
+def test_a_refused_resume_writes_nothing(finished, tmp_path):
+    folder = _copy(finished, tmp_path)
+    before = _snapshot(folder)
+    for change, named in [("base_channels=8", "model.base_channels: 4 -> 8"),
+                          ("lr=0.5", "lr: 0.001 -> 0.5"), ("num_epochs=3", "num_epochs: 1 -> 3")]:
+        with pytest.raises(RunError, match=f"nothing was changed.*{named}"):
+            Run.resume(folder, overrides=[change])
+    assert _snapshot(folder) == before
+    assert Run.resume(folder, overrides=["num_workers=3"]).config.num_workers == 3  # run-time
+
+
+def test_resume_refuses_other_data_and_a_missing_run(tiny_set, finished, tmp_path):
+    folder = _copy(finished, tmp_path)
+    with pytest.raises(RunError, match="trains on .*tiny, not .*elsewhere"):
+        Run.resume(folder, data_root=tmp_path / "elsewhere")
+    with pytest.raises(RunError, match="holds no run"):
+        Run.resume(tmp_path / "empty")
+
+
+def test_continuing_training_removes_results_of_the_older_network(tiny_set, finished, tmp_path):
+    root, samples = tiny_set
+    folder = _copy(finished, tmp_path)
+    for name in ("metrics.json", "postprocess.json", "submission.csv", "evaluate_all.csv"):
+        assert (folder / name).exists()
+    # a longer run of the same configuration would be another config: copy it by hand
+    config = json.loads((folder / "config.json").read_text())
+    config["num_epochs"] = 2
+    (folder / "config.json").write_text(json.dumps(config))
+    run = Run.open(folder)
+    run.train(samples)
+    names = {p.name for p in folder.iterdir()}
+    assert not names & set(RESULTS) and not [n for n in names if n.startswith("evaluate_")]
+    assert len(pd.read_csv(folder / "history.csv")) == 2
+
+
+def test_stale_temporary_files_are_removed_on_the_next_start(tiny_set, finished, tmp_path):
+    """A kill -9 during a checkpoint write once left a hidden .last.pt.*.tmp forever."""
+    root, samples = tiny_set
+    folder = _copy(finished, tmp_path)
+    stale = folder / ".last.pt.abc123.tmp"
+    stale.write_bytes(os.urandom(1000))
+    Run.open(folder)
+    assert not stale.exists()
+    stale.write_bytes(b"x")
+    Run.create(folder, tiny_config(), root, samples, overwrite=True)
+    assert not stale.exists()
+
+
+def test_the_data_changing_under_a_run_is_refused(tiny_set, finished, tmp_path):
+    _, samples = tiny_set
+    run = Run.open(_copy(finished, tmp_path))
+    with pytest.raises(RunError, match="data changed since this run was made.*1 gone"):
+        run.split(samples[1:])
+
+
+def test_a_run_of_an_older_unet_lesson_is_named(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"old")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RunError, match="older unet-lesson.*--overwrite"):
+        Run.open(tmp_path)
+
+
+def test_finish_writes_a_consistent_record(finished):
+    run = Run.open(finished)
+    metrics = json.loads((finished / "metrics.json").read_text())
+    history = run.history()
+    assert metrics["epochs_trained"] == len(history) == 1
+    assert metrics["config"] == run.config.to_dict()
+    assert json.loads((finished / "postprocess.json").read_text()) == metrics["postprocess"]
+    assert run.postprocess().to_dict() == metrics["postprocess"]
+    assert len(pd.read_csv(finished / "test_scores.csv")) == metrics["test"]["n_images"] == 2

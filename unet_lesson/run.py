@@ -1,0 +1,382 @@
+"""A training run's folder: its layout, its integrity, and everything written into it.
+
+This module is the one place that writes a run folder. A run folder holds::
+
+    run.json              what the run is: the data it trains on, the package version
+    config.json           its TrainConfig (the config a resume must match)
+    splits.csv            image -> train / val / test (the run's own copy)
+    history.csv           one row per epoch (loss, learning rate, validation scores, seconds)
+    last.pt               the latest epoch: a resume continues from here
+    best.pt               the epoch with the best validation score (above chance)
+    postprocess.json      the post-processing chosen on validation (+ postprocess_grid.csv)
+    metrics.json          held-out scores (+ test_scores.csv), curves.png, comparison.png
+    evaluate_<split>.csv  submission.csv    written by later commands
+
+**The record is always true**: every file describes the same run.
+
+* :meth:`Run.create` refuses a folder that holds another run (or anything else) unless asked to
+  ``overwrite``, which removes the old run as one step (the folder is renamed aside, then
+  deleted); it checks the split before writing anything.
+* :meth:`Run.resume` refuses a configuration that differs from the saved one (model *or*
+  optimisation), naming each difference, and writes nothing when it refuses.
+* Every file goes through :func:`unet_lesson.files.atomic_write`; opening a run removes the
+  temporary files an interrupted write left, and training removes the results (metrics,
+  figures, post-processing, submissions) of an older state of the network.
+* ``best.pt`` is written only for an epoch whose validation score beats chance (predicting no
+  nucleus); a run without one says so instead of reporting a useless model.
+
+Notebooks 10 and 11 use it; the command line's ``train``, ``evaluate``, ``predict`` and
+``submit`` are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from . import __version__, env, files, plotting
+from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .config import TrainConfig, apply_overrides, course_config, differences, from_dict
+from .data import (
+    DataSource,
+    dataset_table,
+    find_or_make_dataset,
+    load_dsb_folder,
+    load_splits,
+    training_split,
+)
+from .evaluate import PostProcess, score_samples, summarise, tune_postprocessing
+from .predict import predict_samples
+from .train import fit
+
+FORMAT = "unet-lesson-run/1"
+RECORD = ("run.json", "config.json", "splits.csv", "history.csv", "last.pt", "best.pt")
+RESULTS = ("postprocess.json", "postprocess_grid.csv", "metrics.json", "test_scores.csv",
+           "val_scores.csv", "curves.png", "comparison.png", "submission.csv")
+SPLITS = ("train", "val", "test")
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be used as asked; the message says what to do."""
+
+
+def holds_run(folder: Path) -> bool:
+    """True if ``folder`` holds any file of a run's record."""
+    return any((Path(folder) / name).exists() for name in RECORD)
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+@dataclass
+class Run:
+    """A run folder: what it trains (``config``), on which data (``data_root``), where."""
+
+    folder: Path
+    config: TrainConfig
+    data_root: Path
+
+    # ----------------------------------------------------------------------------------------
+    # Making, opening and resuming
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: str | Path, config: TrainConfig, data_root: str | Path, samples,
+               *, overwrite: bool = False) -> Run:
+        """A new run of ``config`` on ``data_root`` (whose samples are ``samples``) in ``folder``.
+
+        Refuses a folder holding another run unless ``overwrite`` (the old run is then removed
+        as one step), and a folder holding anything else. The split is made and checked
+        before anything is written.
+        """
+        folder, data_root = Path(folder), Path(data_root)
+        files.remove_stale_temporaries(folder)
+        for old in folder.parent.glob(f".{folder.name}.replaced-*"):  # an interrupted removal
+            shutil.rmtree(old, ignore_errors=True)
+        if holds_run(folder) and not overwrite:
+            raise RunError(
+                f"{folder} already holds a run ({_describe(folder)}): continue it with --resume "
+                f"(resume=True), replace it with --overwrite (overwrite=True), or choose "
+                f"another folder")
+        if folder.is_dir() and not holds_run(folder) and any(folder.iterdir()):
+            raise RunError(f"{folder} holds files that are not a run ({_listing(folder)}); "
+                           f"choose an empty or new folder")
+        try:
+            splits = training_split(dataset_table(samples), config.val_fraction,
+                                    config.test_fraction, seed=0)
+        except ValueError as err:
+            raise RunError(f"cannot start a run on {data_root}: {err}") from None
+        if holds_run(folder):
+            _remove_folder(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files.write_json(folder / "run.json", {"format": FORMAT, "data_root": str(data_root),
+                                               "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                               "unet_lesson": __version__})
+        files.write_csv(folder / "splits.csv", splits)
+        config.save(folder / "config.json")
+        return cls(folder, config, data_root)
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Run:
+        """An existing run, to train further, evaluate or predict with."""
+        folder = Path(folder)
+        if not (folder / "run.json").is_file() or not (folder / "config.json").is_file():
+            what = "a run of an older unet-lesson (no run.json)" if holds_run(folder) else \
+                "no run"
+            raise RunError(f"{folder} holds {what}: train one there with `python -m "
+                           f"unet_lesson train --out {folder}` (add --overwrite to replace an "
+                           f"old one)")
+        files.remove_stale_temporaries(folder)
+        info = json.loads((folder / "run.json").read_text())
+        if info.get("format") != FORMAT:
+            raise RunError(f"{folder / 'run.json'} is not a unet-lesson run record "
+                           f"(format {info.get('format')!r}, expected {FORMAT!r})")
+        config = from_dict(json.loads((folder / "config.json").read_text()))
+        return cls(folder, config, Path(info["data_root"]))
+
+    @classmethod
+    def resume(cls, folder: str | Path, config: TrainConfig | None = None,
+               overrides: list[str] | None = None, data_root: str | Path | None = None) -> Run:
+        """The run in ``folder``, to continue training it exactly.
+
+        ``config`` (default: the saved one) with ``overrides`` applied must equal the saved
+        configuration (``num_workers`` aside: it does not change results); ``data_root``, if
+        given, must be the run's data. Any difference is refused with each one named, and
+        nothing is written.
+        """
+        run = cls.open(folder)
+        wanted = apply_overrides(config or run.config, list(overrides or []))
+        changed = differences(run.config, wanted)
+        if changed:
+            raise RunError(
+                f"{run.folder} was trained with another configuration; a resumed run must "
+                f"continue the same one, so nothing was changed. Differences (saved -> "
+                f"requested): {'; '.join(changed)}. Resume without them, or start a new run "
+                f"in another folder (or with --overwrite)")
+        if data_root is not None and not _same_folder(data_root, run.data_root):
+            raise RunError(f"{run.folder} trains on {run.data_root}, not {data_root}; resume "
+                           f"it on its own data, or start a new run")
+        run.config = wanted  # equal but for run-time settings such as num_workers
+        return run
+
+    @classmethod
+    def trained(cls, folder: str | Path, config: TrainConfig, data_root: str | Path, samples,
+                device: torch.device | None = None) -> Run:
+        """A finished run of exactly ``config`` on ``data_root`` in ``folder``: reused if it is
+        there, continued if it was interrupted, else trained from the start (replacing a run
+        of another configuration or data, with a message). Notebook 11 uses notebook 10's run
+        this way, without training it again."""
+        folder = Path(folder)
+        try:
+            run = cls.open(folder)
+            same = not differences(run.config, config) and _same_folder(run.data_root,
+                                                                         data_root)
+        except (RunError, ValueError, TypeError, OSError):
+            run, same = None, False
+        if run is None or not same:
+            if holds_run(folder):
+                print(f"{folder} holds a run of another configuration or data: training anew")
+            run = cls.create(folder, config, data_root, samples, overwrite=True)
+        if not run.finished():
+            run.train(samples, device)
+        return run
+
+    # ----------------------------------------------------------------------------------------
+    # The split and training
+    # ----------------------------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def split(self, samples) -> dict[str, list]:
+        """``{"train": [...], "val": [...], "test": [...]}``: ``samples`` by the run's split."""
+        splits = load_splits(self.path("splits.csv"))
+        which = dict(zip(splits["image_id"], splits["split"], strict=True))
+        have = {s.image_id for s in samples}
+        if have != set(which):
+            raise RunError(
+                f"the data changed since this run was made: {self.path('splits.csv')} lists "
+                f"{len(which)} images, the data has {len(have)} ({len(have - set(which))} new, "
+                f"{len(set(which) - have)} gone); train a new run on it")
+        return {name: [s for s in samples if which[s.image_id] == name] for name in SPLITS}
+
+    def epochs_done(self) -> int:
+        """Epochs in ``last.pt`` (0 before the first one ended)."""
+        if not self.path("last.pt").exists():
+            return 0
+        return int(load_checkpoint(self.path("last.pt"))["epoch"]) + 1
+
+    def finished(self) -> bool:
+        return self.epochs_done() >= self.config.num_epochs
+
+    def train(self, samples, device: torch.device | None = None, *,
+              until_epoch: int | None = None, time_limit_s: float | None = None
+              ) -> pd.DataFrame:
+        """Train (or continue training, from ``last.pt``) to ``config.num_epochs``.
+
+        The results of an older state of the network (metrics, figures, post-processing,
+        submissions) are removed first. Returns the history of the whole run.
+        """
+        parts = self.split(samples)
+        state = None
+        if self.path("last.pt").exists():
+            state = load_checkpoint(self.path("last.pt"),
+                                    expected_model_config=asdict(self.config.model))
+            files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
+        else:  # a run that never finished an epoch starts from the beginning
+            for name in ("history.csv", "best.pt"):
+                self.path(name).unlink(missing_ok=True)
+        self.clear_results()
+        return fit(self.config, parts["train"], parts["val"], device=device,
+                   resume_from=state, on_epoch=self._save_epoch, until_epoch=until_epoch,
+                   time_limit_s=time_limit_s)
+
+    def _save_epoch(self, row: dict, state: dict, is_best: bool) -> None:
+        state["data_root"] = str(self.data_root)
+        save_checkpoint(self.path("last.pt"), **state)
+        if is_best:
+            save_checkpoint(self.path("best.pt"), **state)
+        files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
+
+    def clear_results(self) -> None:
+        """Remove what was computed from an older state of the network."""
+        for name in RESULTS:
+            self.path(name).unlink(missing_ok=True)
+        for path in self.folder.glob("evaluate_*.csv"):
+            path.unlink()
+
+    # ----------------------------------------------------------------------------------------
+    # Reading the record
+    # ----------------------------------------------------------------------------------------
+
+    def history(self) -> pd.DataFrame:
+        path = self.path("history.csv")
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    def load_model(self, device: torch.device | None = None, checkpoint: str = "best.pt"):
+        """The network of ``best.pt`` (or another checkpoint of the run, such as ``last.pt``),
+        in eval mode, on ``device``."""
+        path = self.path(checkpoint)
+        if checkpoint == "best.pt" and not path.exists() and self.path("last.pt").exists():
+            raise RunError(
+                f"{self.folder} has no best.pt: no epoch scored above chance on validation "
+                f"(see history.csv). The network learned nothing useful or diverged; train "
+                f"longer, or with a lower learning rate")
+        try:
+            net, _, _ = load_model(path, device)
+        except CheckpointError as err:
+            raise RunError(str(err)) from None
+        return net
+
+    def best_epoch(self) -> int:
+        return int(load_checkpoint(self.path("best.pt"))["epoch"]) + 1
+
+    def postprocess(self) -> PostProcess:
+        """The post-processing chosen on validation, or the default before it was chosen."""
+        path = self.path("postprocess.json")
+        if path.is_file():
+            return PostProcess(**json.loads(path.read_text()))
+        return PostProcess.for_target(self.config.target)
+
+    # ----------------------------------------------------------------------------------------
+    # Results
+    # ----------------------------------------------------------------------------------------
+
+    def finish(self, samples, device: torch.device | None = None, tta: bool = False) -> dict:
+        """Choose the post-processing on validation, score the test split once, write
+        ``metrics.json``, the score tables and the figures; returns the metrics."""
+        device = device or env.pick_device()
+        net = self.load_model(device)
+        parts = self.split(samples)
+        val, test = parts["val"], parts["test"]
+        started = time.perf_counter()
+        val_probs = predict_samples(net, val, self.config, device, tta, desc="validation")
+        post, grid = tune_postprocessing(val, val_probs, self.config.target)
+        files.write_csv(self.path("postprocess_grid.csv"), grid)
+        files.write_json(self.path("postprocess.json"), post.to_dict())
+        held_out, name = (test, "test") if test else (val, "val")
+        probs = val_probs if held_out is val else predict_samples(
+            net, held_out, self.config, device, tta, desc="test images")
+        scores = score_samples(held_out, probs, post)
+        files.write_csv(self.path(f"{name}_scores.csv"), scores)
+        history = self.history()
+        metrics = {
+            "reported_split": name, name: summarise(scores),
+            "val": summarise(score_samples(val, val_probs, post)),
+            "postprocess": post.to_dict(), "best_epoch": self.best_epoch(),
+            "epochs_trained": len(history),
+            "train_minutes": round(float(history["seconds"].sum()) / 60, 2),
+            "evaluate_seconds": round(time.perf_counter() - started, 1),
+            "device": env.describe(device)["device"], "tta": tta,
+            "config": self.config.to_dict(),
+        }
+        files.write_json(self.path("metrics.json"), metrics)
+        self.save_figure("curves.png", plotting.plot_history(history))
+        self.save_figure("comparison.png", plotting.comparison_figure(
+            held_out, probs, post, plotting.pick_examples(scores),
+            f"{name} images: DSB score {metrics[name]['dsb']:.3f}"))
+        return metrics
+
+    def predict(self, samples, device: torch.device | None = None, tta: bool = False
+                ) -> list:
+        """The best network's probabilities for each sample (the run's preprocessing, tiles
+        and precision)."""
+        device = device or env.pick_device()
+        return predict_samples(self.load_model(device), samples, self.config, device, tta)
+
+    def save_figure(self, name: str, fig) -> Path:
+        with files.atomic_write(self.path(name), "wb") as handle:
+            fig.savefig(handle, format=Path(name).suffix[1:], bbox_inches="tight")
+        plt.close(fig)
+        return self.path(name)
+
+
+def course_folder(kind: str, source: DataSource, device: torch.device | None = None) -> Path:
+    """``runs/<kind>_<real|synthetic>_<fast|cpu|gpu>``: the course's run of ``course_config(kind)``
+    on ``source``, one folder per data set and mode, so a fast CI run never replaces a real one.
+    """
+    return env.runs_dir() / f"{kind}_{source.kind}_{env.mode(device)}"
+
+
+def course_run(kind: str = "practical", device: torch.device | None = None
+               ) -> tuple[Run, list]:
+    """``(run, samples)``: the course's finished run of ``kind`` on the course's data (the real
+    set when it is there, else the synthetic one), reused if notebook 10 (or an earlier call)
+    trained it, else trained now (:meth:`Run.trained`)."""
+    device = device or env.pick_device()
+    source = find_or_make_dataset()
+    print(source)
+    samples = load_dsb_folder(source.root)
+    folder = course_folder(kind, source, device)
+    return Run.trained(folder, course_config(kind, device), source.root, samples, device), samples
+
+
+def _describe(folder: Path) -> str:
+    try:
+        epochs = int(load_checkpoint(folder / "last.pt")["epoch"]) + 1
+        trained = f"{epochs} epoch(s) trained"
+    except (CheckpointError, KeyError):
+        trained = "no finished epoch"
+    return f"{_listing(folder)}; {trained}"
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a run folder as one step: rename it aside (atomic), then delete the copy."""
+    aside = folder.parent / f".{folder.name}.replaced-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    os.rename(folder, aside)
+    shutil.rmtree(aside, ignore_errors=True)
