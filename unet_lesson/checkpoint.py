@@ -34,11 +34,17 @@ FORMAT = "unet-lesson-checkpoint/1"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used (corrupt, incomplete, other format or other configuration)."""
+    """A checkpoint cannot be used (corrupt, incomplete, other format or other configuration).
+
+    Not built in a notebook: :func:`load_checkpoint` and the run folder raise it.
+    """
 
 
 def rng_state() -> dict[str, Any]:
-    """The states of Python's, NumPy's and PyTorch's global generators, as safe-to-load values."""
+    """The states of Python's, NumPy's and PyTorch's global generators, as safe-to-load values.
+
+    Not built in a notebook: training saves it in every checkpoint.
+    """
     # the legacy global generator, which libraries still draw from
     np_state = np.random.get_state()  # noqa: NPY002  ('MT19937', uint32[624], pos, gauss...)
     state = {
@@ -57,7 +63,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the generators saved by :func:`rng_state`."""
+    """Restore the generators saved by :func:`rng_state`.
+
+    Not built in a notebook: training restores it when a run resumes.
+    """
     random.setstate(_from_safe(state["python"]))
     n = state["numpy"]
     keys = n["keys"].numpy().astype(np.uint32)
@@ -81,7 +90,10 @@ def _from_safe(value):
 
 
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
-    """Write ``state`` (plus the format marker) atomically to ``path``; returns the path."""
+    """Write ``state`` (plus the format marker) atomically to ``path``; returns the path.
+
+    Not built in a notebook: the run folder (:class:`~unet_lesson.run.Run`) writes with it.
+    """
     with atomic_write(path, "wb") as handle:
         torch.save({"format": FORMAT, **state}, handle)
     return Path(path)
@@ -93,6 +105,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
 
     ``expected_model_config``: if given, the checkpoint's ``model_config`` must equal it; the
     error lists the differing fields.
+
+    Used in notebook 10.
     """
     path = Path(path)
     if not path.is_file():
@@ -124,7 +138,10 @@ def load_model(path: str | Path, device: torch.device | None = None):
     """``(net, train_config, checkpoint)`` from a checkpoint, the network in eval mode.
 
     The network is rebuilt from the checkpoint's own configuration, so it always matches the
-    weights."""
+    weights.
+
+    Used in notebook 11, through :meth:`Run.load_model <unet_lesson.run.Run.load_model>`.
+    """
     device = device or env.pick_device()
     state = load_checkpoint(path, map_location=device)
     cfg = from_dict(state["train_config"])

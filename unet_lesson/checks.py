@@ -15,7 +15,10 @@ import numpy as np
 
 
 def check_choice(name: str, value, choices: Sequence) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``.
+
+    Not built in a notebook: the package checks its arguments with it.
+    """
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
@@ -25,6 +28,8 @@ def check_range(name: str, value, low: float | None = None, high: float | None =
     """Raise ``ValueError`` unless ``low <= value <= high`` (``<`` where the end is open).
 
     ``None`` means no bound. NaN is never in range.
+
+    Not built in a notebook: the package checks its arguments with it.
     """
     bad = isinstance(value, float) and math.isnan(value)
     if low is not None:
@@ -38,7 +43,10 @@ def check_range(name: str, value, low: float | None = None, high: float | None =
 
 
 def to_numpy(value) -> np.ndarray:
-    """A numpy array from a numpy array, a list, or a torch tensor on any device."""
+    """A numpy array from a numpy array, a list, or a torch tensor on any device.
+
+    Not built in a notebook: the package converts its inputs with it.
+    """
     if hasattr(value, "detach"):  # a torch tensor (no torch import needed here)
         value = value.detach().cpu()
     return np.asarray(value)
@@ -50,6 +58,8 @@ def check_label_image(labels, name: str = "labels") -> np.ndarray:
     Accepts numpy arrays and torch tensors; booleans count as one nucleus. Raises
     ``ValueError`` for another number of dimensions or negative ids and ``TypeError`` for
     floating-point values (a probability map is not a label image).
+
+    Not built in a notebook: the metrics and the weight map check their inputs with it.
     """
     labels = to_numpy(labels)
     if labels.ndim != 2:

@@ -41,6 +41,10 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m unet_lesson`` with one sub-command per command.
+
+    Not built in a notebook: the command line.
+    """
     parser = argparse.ArgumentParser(prog="python -m unet_lesson", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors the user can fix print as ``error: ...`` and return 2.
+
+    Not built in a notebook: the command line, ``python -m unet_lesson``.
+    """
     args = build_parser().parse_args(argv)
     from . import commands  # heavy imports only once the arguments are fine
 

@@ -25,7 +25,10 @@ def _elapsed(start: float) -> str:
 
 
 def demo(args) -> int:
-    """Synthetic data -> a few minutes of training -> held-out score, figure and metrics."""
+    """Synthetic data -> a few minutes of training -> held-out score, figure and metrics.
+
+    Not built in a notebook: the command line, ``python -m unet_lesson demo``.
+    """
     start = time.perf_counter()
     device = env.pick_device(args.device)
     out = args.out or env.runs_dir() / "demo"
@@ -48,6 +51,10 @@ def demo(args) -> int:
 
 
 def download(args) -> int:
+    """Download and unpack the DSB 2018 data into ``--dest``.
+
+    Not built in a notebook: the command line, ``python -m unet_lesson download``.
+    """
     from .data import download_dsb2018
 
     dest = download_dsb2018(args.dest, source=args.source)
@@ -56,6 +63,10 @@ def download(args) -> int:
 
 
 def train(args) -> int:
+    """Create (or ``--resume``) a run, train it, then score it on its held-out images.
+
+    Not built in a notebook: the command line, ``python -m unet_lesson train``.
+    """
     start = time.perf_counter()
     device = env.pick_device(args.device)
     if args.resume:  # checked before the data is read: a refusal costs no time
@@ -83,6 +94,10 @@ def _open(args) -> tuple[Run, str]:
 
 
 def evaluate(args) -> int:
+    """Score a run's checkpoint on a split of its data (or every image of ``--data``).
+
+    Not built in a notebook: the command line, ``python -m unet_lesson evaluate``.
+    """
     run, checkpoint = _open(args)
     device = env.pick_device(args.device)
     root = args.data or run.data_root
@@ -114,6 +129,10 @@ def _predict_folder(args, what: str):
 
 
 def predict(args) -> int:
+    """Write label images and outlined overlays for every image of ``--images``.
+
+    Not built in a notebook: the command line, ``python -m unet_lesson predict``.
+    """
     args.out.mkdir(parents=True, exist_ok=True)
     n = 0
     for image_id, image, labels in _predict_folder(args, "predicting"):
@@ -126,6 +145,10 @@ def predict(args) -> int:
 
 
 def submit(args) -> int:
+    """Write a Kaggle submission CSV for every image of ``--images``.
+
+    Not built in a notebook: the command line, ``python -m unet_lesson submit``.
+    """
     from .rle import write_submission
 
     predictions = {image_id: labels for image_id, _, labels in _predict_folder(args, "submitting")}

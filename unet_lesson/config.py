@@ -51,7 +51,10 @@ def _practical_model() -> UNetConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved as the run's ``config.json``)."""
+    """Everything that defines a training run (saved as the run's ``config.json``).
+
+    Used in notebook 10.
+    """
 
     # the network (its num_classes follows the target: 3 for three_class, 2 for binary)
     model: UNetConfig = field(default_factory=_practical_model)
@@ -183,6 +186,8 @@ def course_config(kind: str = "practical", device=None) -> TrainConfig:
 
     ``kind``: ``"practical"`` or ``"paper"``. Fast mode (CI): a tiny network for one short
     epoch. CPU: a width-16 network for a few minutes. GPU: the full configurations.
+
+    Used in notebook 10.
     """
     from . import env
 
@@ -200,7 +205,10 @@ def course_config(kind: str = "practical", device=None) -> TrainConfig:
 
 def preset(name: str, **overrides) -> TrainConfig:
     """A named configuration, optionally with some fields changed (model fields too, by name:
-    ``preset("paper", base_channels=16)``)."""
+    ``preset("paper", base_channels=16)``).
+
+    Used in notebook 10.
+    """
     name = OLD_PRESET_NAMES.get(name, name)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -215,6 +223,8 @@ def from_dict(values: dict) -> TrainConfig:
     name. Strings are parsed as ``--set`` parses them (``"false"``, ``"0.01"``), so a JSON file
     written by hand gets the same treatment. ``model.num_classes`` follows the target unless
     given (then it must agree).
+
+    Not built in a notebook: runs and checkpoints read their configuration with it.
     """
     values = dict(values)
     model = values.pop("model", {})
@@ -249,6 +259,8 @@ def coerce(key: str, value, kind):
     Booleans take ``true/false/yes/no/on/off/1/0``; an integer field takes an integral number
     (``3`` or ``3.0``); a float field any number. Anything else raises ``ValueError`` naming
     the field.
+
+    Not built in a notebook: :func:`apply_overrides` parses values with it.
     """
     if isinstance(value, str) and kind is not str:
         return _parse(kind, value.strip(), key)
@@ -286,7 +298,10 @@ def _parse(kind, raw: str, key: str):
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
-    """A preset name or a JSON file, then ``key=value`` overrides (types from the dataclass)."""
+    """A preset name or a JSON file, then ``key=value`` overrides (types from the dataclass).
+
+    Not built in a notebook: the command line (``--config`` and ``--set``).
+    """
     path = Path(name_or_path)
     if name_or_path in PRESETS or name_or_path in OLD_PRESET_NAMES:
         config = preset(name_or_path)
@@ -314,6 +329,8 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 
     Model fields take their plain names (``base_channels=8``) or ``model.base_channels=8``.
     Changing the target also changes ``num_classes`` (unless it is set too).
+
+    Not built in a notebook: :func:`load_config` and :meth:`~unet_lesson.run.Run.resume`.
     """
     changes: dict[str, str] = {}
     for item in overrides:
@@ -336,13 +353,19 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def flatten(cfg: TrainConfig) -> dict:
-    """Every field in one level, model fields as ``model.<name>`` (for tables and diffs)."""
+    """Every field in one level, model fields as ``model.<name>`` (for tables and diffs).
+
+    Used in notebook 10.
+    """
     values = cfg.to_dict()
     return {**{f"model.{k}": v for k, v in values.pop("model").items()}, **values}
 
 
 def differences(saved: TrainConfig, requested: TrainConfig,
                 ignore: tuple[str, ...] = RUNTIME_FIELDS) -> list[str]:
-    """``["lr: 0.001 -> 0.5", "model.base_channels: 4 -> 8"]``: every field that differs."""
+    """``["lr: 0.001 -> 0.5", "model.base_channels: 4 -> 8"]``: every field that differs.
+
+    Not built in a notebook: :meth:`Run.resume <unet_lesson.run.Run.resume>` names refusals with it.
+    """
     a, b = flatten(saved), flatten(requested)
     return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in ignore]

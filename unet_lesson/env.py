@@ -28,12 +28,18 @@ _REPO_DIR = _PACKAGE_DIR.parent
 
 
 def fast_mode() -> bool:
-    """True when ``UNET_LESSON_FAST`` is set to 1/true/yes (CI and quick checks)."""
+    """True when ``UNET_LESSON_FAST`` is set to 1/true/yes (CI and quick checks).
+
+    Not built in a notebook: :func:`mode` reads it.
+    """
     return os.environ.get("UNET_LESSON_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
-    """The best available device: ``prefer`` or ``UNET_LESSON_DEVICE``, else cuda, mps, cpu."""
+    """The best available device: ``prefer`` or ``UNET_LESSON_DEVICE``, else cuda, mps, cpu.
+
+    Not built in a notebook: :func:`setup`, training and the command line call it.
+    """
     prefer = prefer or os.environ.get("UNET_LESSON_DEVICE")
     if prefer:
         device = torch.device(prefer)
@@ -55,7 +61,10 @@ def _mps_available() -> bool:
 
 
 def mode(device: torch.device | None = None) -> str:
-    """``"fast"`` (CI), ``"gpu"`` (CUDA or MPS) or ``"cpu"`` (a laptop)."""
+    """``"fast"`` (CI), ``"gpu"`` (CUDA or MPS) or ``"cpu"`` (a laptop).
+
+    Used in notebook 00.
+    """
     if fast_mode():
         return "fast"
     device = device or pick_device()
@@ -63,12 +72,18 @@ def mode(device: torch.device | None = None) -> str:
 
 
 def by_mode(*, fast, cpu, gpu, device: torch.device | None = None):
-    """Pick the setting for the current mode: ``num_epochs = by_mode(fast=1, cpu=10, gpu=60)``."""
+    """Pick the setting for the current mode: ``num_epochs = by_mode(fast=1, cpu=10, gpu=60)``.
+
+    Used in notebook 00.
+    """
     return {"fast": fast, "cpu": cpu, "gpu": gpu}[mode(device)]
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) so a run can be repeated."""
+    """Seed Python, NumPy and PyTorch (all devices) so a run can be repeated.
+
+    Used in notebook 10.
+    """
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (libraries still draw from the legacy global generator)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -84,22 +99,34 @@ def _default_dir(variable: str, name: str) -> Path:
 
 
 def data_dir() -> Path:
-    """The folder where data sets are downloaded or generated (``UNET_LESSON_DATA``)."""
+    """The folder where data sets are downloaded or generated (``UNET_LESSON_DATA``).
+
+    Used in notebook 00.
+    """
     return _default_dir("UNET_LESSON_DATA", "data")
 
 
 def runs_dir() -> Path:
-    """The folder for training runs, checkpoints and figures (``UNET_LESSON_RUNS``)."""
+    """The folder for training runs, checkpoints and figures (``UNET_LESSON_RUNS``).
+
+    Used in notebook 00.
+    """
     return _default_dir("UNET_LESSON_RUNS", "runs")
 
 
 def in_colab() -> bool:
-    """True inside Google Colab."""
+    """True inside Google Colab.
+
+    Not built in a notebook: :func:`describe` reports it.
+    """
     return "google.colab" in sys.modules
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where progress bars are widgets)."""
+    """True inside a Jupyter kernel (where progress bars are widgets).
+
+    Not built in a notebook: :func:`progress` asks it.
+    """
     shell = sys.modules.get("IPython")
     ip = shell.get_ipython() if shell else None
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
@@ -111,6 +138,8 @@ def progress(iterable=None, **kwargs):
     It is off in fast mode, when the output is not a terminal (a CI log), and when tqdm's own
     ``TQDM_DISABLE=1`` is set (used when storing notebook outputs); pass ``disable=False`` to
     force it on.
+
+    Not built in a notebook: the package's long loops (reading, training, prediction).
     """
     from tqdm.auto import tqdm
 
@@ -121,7 +150,10 @@ def progress(iterable=None, **kwargs):
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and the libraries the course uses."""
+    """Versions of Python and the libraries the course uses.
+
+    Used in notebook 00.
+    """
     import matplotlib
     import pandas
     import scipy
@@ -142,7 +174,10 @@ def versions() -> dict[str, str]:
 
 
 def describe(device: torch.device | None = None) -> dict[str, str]:
-    """Mode, device (with the GPU's name), folders and versions, for the notebooks' setup cell."""
+    """Mode, device (with the GPU's name), folders and versions, for the notebooks' setup cell.
+
+    Used in notebook 10.
+    """
     device = device or pick_device()
     name = str(device)
     if device.type == "cuda":
@@ -167,7 +202,10 @@ def _shown(path: Path) -> str:
 
 
 def setup(seed: int = 0, verbose: bool = True) -> torch.device:
-    """What every notebook's setup cell calls: seed, pick the device, print the environment."""
+    """What every notebook's setup cell calls: seed, pick the device, print the environment.
+
+    Used in notebook 00 (and in the setup cell of every notebook).
+    """
     from .plotting import use_style
 
     use_style()

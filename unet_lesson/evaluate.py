@@ -31,6 +31,8 @@ class PostProcess:
 
     ``three_class``: seeds from interior blobs, foreground flooded by a watershed.
     ``watershed`` / ``components``: for a two-class network.
+
+    Not built in a notebook: :func:`tune_postprocessing` returns it.
     """
 
     method: str = "three_class"
@@ -56,6 +58,10 @@ class PostProcess:
 
 
 def score_image(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
+    """DSB score, pixel Dice and the true and predicted nucleus counts of one image.
+
+    Used in notebook 11.
+    """
     return {"dsb": dsb_score(true_labels, pred_labels),
             "dice": float(pixel_dice(true_labels > 0, pred_labels > 0)),
             "n_true": int(len(np.unique(true_labels)) - 1),
@@ -63,7 +69,10 @@ def score_image(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
 
 
 def score_samples(samples, probabilities, post: PostProcess) -> pd.DataFrame:
-    """One row per image: id, modality, DSB score, pixel Dice, true and predicted counts."""
+    """One row per image: id, modality, DSB score, pixel Dice, true and predicted counts.
+
+    Used in notebook 11.
+    """
     rows = []
     for sample, probs in zip(samples, probabilities, strict=True):
         pred = post(probs)
@@ -74,7 +83,10 @@ def score_samples(samples, probabilities, post: PostProcess) -> pd.DataFrame:
 
 
 def summarise(scores: pd.DataFrame) -> dict:
-    """Mean DSB score and Dice overall and by modality, with image counts."""
+    """Mean DSB score and Dice overall and by modality, with image counts.
+
+    Not built in a notebook: the run's final metrics and the command line.
+    """
     by = scores.groupby("modality")
     return {
         "dsb": float(scores["dsb"].mean()), "dice": float(scores["dice"].mean()),
@@ -92,6 +104,8 @@ def tune_postprocessing(samples, probabilities, target: str, passes: int = 2
     candidate values with the others fixed, ``passes`` times over (about 25 evaluations instead
     of the 75 of a full grid). Never call this with test images: the reported test score must
     not have chosen anything.
+
+    Used in notebook 11.
     """
     candidates = {"threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "min_size": [8, 16, 32]}
     if target == "three_class":
@@ -114,7 +128,10 @@ def tune_postprocessing(samples, probabilities, target: str, passes: int = 2
 
 def validation_scores(net, samples, cfg, device=None) -> dict:
     """Mean Dice and DSB score on (up to ``cfg.val_max_images``) validation images, with the
-    default post-processing: what training records after each epoch."""
+    default post-processing: what training records after each epoch.
+
+    Not built in a notebook: :func:`~unet_lesson.train.fit` validates every epoch with it.
+    """
     if cfg.val_max_images:
         samples = samples[: cfg.val_max_images]
     probs = predict_samples(net, samples, cfg, device, desc="validating")
@@ -129,6 +146,8 @@ def chance_scores(samples) -> dict:
     0; predicting one image-wide blob scores 0 too). ``val_dice``: the better pixel Dice of
     predicting no nucleus pixel or every pixel. An epoch must beat one of them on validation
     to become a run's best (a diverged network that predicts nothing or everything does not).
+
+    Not built in a notebook: :func:`~unet_lesson.train.fit` picks the best epoch above it.
     """
     if not samples:
         return {"val_dsb": 0.0, "val_dice": 0.0}
@@ -139,7 +158,10 @@ def chance_scores(samples) -> dict:
 
 
 def format_metrics(metrics: dict) -> str:
-    """A few lines for the terminal: overall and per-modality scores of a metrics dict."""
+    """A few lines for the terminal: overall and per-modality scores of a metrics dict.
+
+    Not built in a notebook: the command line prints metrics with it.
+    """
     name = metrics["reported_split"]
     m = metrics[name]
     lines = [f"{name} split: DSB score {m['dsb']:.3f}, pixel Dice {m['dice']:.3f} "

@@ -41,6 +41,8 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[I
 
     >>> with atomic_write("metrics.json") as f:  # doctest: +SKIP
     ...     f.write("{}")
+
+    Not built in a notebook: every file the package writes goes through it.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -62,26 +64,38 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[I
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically; returns the path."""
+    """Write ``text`` to ``path`` atomically; returns the path.
+
+    Not built in a notebook: :func:`write_json` and the tests write with it.
+    """
     with atomic_write(path) as handle:
         handle.write(text)
     return Path(path)
 
 
 def write_json(path: str | Path, value: Any) -> Path:
-    """Write ``value`` as indented JSON (with a final newline) atomically; returns the path."""
+    """Write ``value`` as indented JSON (with a final newline) atomically; returns the path.
+
+    Not built in a notebook: the run folder and configurations write with it.
+    """
     return write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def write_csv(path: str | Path, table) -> Path:
-    """Write a pandas table (without its index) atomically; returns the path."""
+    """Write a pandas table (without its index) atomically; returns the path.
+
+    Not built in a notebook: the run folder, split files and the command line write with it.
+    """
     with atomic_write(path, newline="") as handle:
         table.to_csv(handle, index=False)
     return Path(path)
 
 
 def is_temporary(path: Path) -> bool:
-    """True for the temporary files :func:`atomic_write` makes (``.<name>.<random>.tmp``)."""
+    """True for the temporary files :func:`atomic_write` makes (``.<name>.<random>.tmp``).
+
+    Not built in a notebook: :func:`remove_stale_temporaries` uses it.
+    """
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
@@ -90,6 +104,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
     Call it only where no other process is writing into ``folder`` at the same time (a run
     folder belongs to one training process).
+
+    Not built in a notebook: the run folder cleans up with it.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -104,5 +120,7 @@ def folder_key(path: str | Path) -> str:
     """A short, stable key for a folder: 12 hex digits of the SHA-1 of its absolute path.
 
     The label cache and the saved splits use it to keep data sets with the same name apart.
+
+    Not built in a notebook: the label cache and the split files name folders with it.
     """
     return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]

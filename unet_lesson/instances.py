@@ -63,7 +63,10 @@ def _probability(prob, name: str = "prob") -> np.ndarray:
 
 
 def remove_small_objects(labels: np.ndarray, min_size: int = MIN_SIZE) -> np.ndarray:
-    """Set to 0 every labelled object with fewer than ``min_size`` pixels (ids are kept)."""
+    """Set to 0 every labelled object with fewer than ``min_size`` pixels (ids are kept).
+
+    Built in notebook 09.
+    """
     labels = np.asarray(labels)
     if min_size <= 1 or labels.max(initial=0) == 0:
         return labels.copy()
@@ -75,7 +78,10 @@ def remove_small_objects(labels: np.ndarray, min_size: int = MIN_SIZE) -> np.nda
 
 def foreground_mask(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
                     min_size: int = MIN_SIZE) -> np.ndarray:
-    """Boolean nucleus mask: ``prob > threshold``, holes filled, blobs < ``min_size`` removed."""
+    """Boolean nucleus mask: ``prob > threshold``, holes filled, blobs < ``min_size`` removed.
+
+    Built in notebook 09.
+    """
     mask = _probability(prob) > threshold
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
@@ -87,7 +93,10 @@ def foreground_mask(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
 
 def connected_components(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
                          min_size: int = MIN_SIZE) -> np.ndarray:
-    """Nuclei as the 8-connected blobs of :func:`foreground_mask`: int32 labels 1..N."""
+    """Nuclei as the 8-connected blobs of :func:`foreground_mask`: int32 labels 1..N.
+
+    Built in notebook 09.
+    """
     mask = foreground_mask(prob, threshold, fill_holes, min_size)
     blobs, _ = ndi.label(mask, structure=EIGHT_CONNECTED)
     return blobs.astype(np.int32)
@@ -109,6 +118,8 @@ def watershed_split(prob, threshold: float = THRESHOLD, h: float = H_MAXIMA_DEPT
        ``-dist`` from the seeds; the floods meet on the saddles.
 
     Returns int32 labels 1..N.
+
+    Built in notebook 09.
     """
     mask = foreground_mask(prob, threshold, fill_holes, min_size)
     if not mask.any():
@@ -140,6 +151,8 @@ def three_class_target(labels: np.ndarray, border_width: int = BORDER_WIDTH) -> 
     A nucleus pixel is *border* when another label (background or a different nucleus) lies
     within ``border_width`` pixels (a disk); the image edge is not a border (reflected). Returns
     int64 (H, W), ready for the losses (``num_classes=3``).
+
+    Used in notebook 09.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -166,6 +179,8 @@ def labels_from_three_class(probs, interior_threshold: float = THRESHOLD,
     a watershed of ``p_background`` floods the foreground from the seeds. A foreground blob
     with no seed (a nucleus too small to have an interior) becomes one nucleus of its own rather
     than being dropped. Returns int32 labels 1..N.
+
+    Used in notebook 09.
     """
     probs = to_numpy(probs)
     if probs.ndim != 3 or probs.shape[0] != 3:
@@ -180,6 +195,8 @@ def probabilities_to_labels(probs, method: str = "watershed", **kwargs) -> np.nd
     """One entry point: (H, W) nucleus probability, or (C, H, W) softmax with C = 2 or 3.
 
     ``method``: ``"components"`` or ``"watershed"`` (for C <= 2), ``"three_class"`` (C = 3).
+
+    Not built in a notebook: :class:`~unet_lesson.evaluate.PostProcess` calls it.
     """
     probs = to_numpy(probs)
     if probs.ndim == 3 and probs.shape[0] == 3:

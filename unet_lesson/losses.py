@@ -51,6 +51,8 @@ def align_targets(logits: torch.Tensor, targets: torch.Tensor,
 
     ``logits`` (B, C, h, w); ``targets`` (B, H, W) integers in 0..C-1; ``weights`` (B, H, W).
     Returns ``(targets as int64 (B, h, w), weights (B, h, w) or None)``.
+
+    Used in notebook 07.
     """
     if logits.ndim != 4:
         raise ValueError(f"logits must be (B, C, h, w), got shape {tuple(logits.shape)}")
@@ -102,6 +104,8 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
 
     ``reduction``: ``"mean"`` (sum over pixels / number of pixels), ``"sum"`` (the paper's E) or
     ``"none"`` ((B, h, w) per-pixel losses). Without weights it is the plain cross-entropy.
+
+    Built in notebook 07.
     """
     targets, weights = align_targets(logits, targets, weights)
     loss = F.cross_entropy(logits, targets, reduction="none")  # (B, h, w) = -log p_l(x)(x)
@@ -112,7 +116,10 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
 
 def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, classes: str = "foreground",
                    smooth: float = 1.0) -> torch.Tensor:
-    r"""1 - mean soft Dice over the foreground classes (or ``classes="all"``), batch-pooled."""
+    r"""1 - mean soft Dice over the foreground classes (or ``classes="all"``), batch-pooled.
+
+    Built in notebook 07.
+    """
     targets, _ = align_targets(logits, targets)
     num_classes = logits.shape[1]
     if classes not in ("foreground", "all"):
@@ -137,6 +144,8 @@ def ce_dice_loss(logits: torch.Tensor, targets: torch.Tensor,
 
     With ``return_parts=True`` returns ``(total, {"ce": ..., "dice": ...})`` (detached parts,
     for logging).
+
+    Built in notebook 07.
     """
     targets, weights = align_targets(logits, targets, weights)  # crop once, reused below
     ce = weighted_cross_entropy(logits, targets, weights)
@@ -160,8 +169,9 @@ def make_targets(labels_in: np.ndarray, target: str, loss: str, w0: float,
     ``binary``: nucleus or not, after :func:`weights.open_gaps` has opened a line of background
     between touching nuclei (the DSB masks have none; the paper's membranes do), so the network
     can learn to separate them, and the weight map (for ``weighted_ce``) has gaps to weigh.
-    Module level, so DataLoader workers can pickle it. Built in notebook 07 (the weight map)
-    and notebook 09 (the three classes); notebook 10 uses it.
+    Module level, so DataLoader workers can pickle it.
+
+    Used in notebook 10.
     """
     if target == "three_class":
         out = {"target": instances.three_class_target(labels_in)}  # (H, W) 0/1/2
@@ -175,7 +185,10 @@ def make_targets(labels_in: np.ndarray, target: str, loss: str, w0: float,
 
 def loss_function(cfg):
     """``loss(logits, batch)`` for a :class:`~unet_lesson.config.TrainConfig`; targets are
-    cropped to the logits' size. Notebook 10 uses it."""
+    cropped to the logits' size.
+
+    Used in notebook 10.
+    """
 
     def loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
         if cfg.loss == "weighted_ce":

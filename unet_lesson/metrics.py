@@ -68,6 +68,8 @@ def pixel_iou(true, pred, per_image: bool = True):
     per image (one value for (H, W), shape (B,) for a batch); ``False`` pools every pixel of the
     batch into one score. numpy in: a float or float64 array out; torch in: a float64 tensor
     out (on the inputs' device). Both empty: 1.0; one empty: 0.0.
+
+    Built in notebook 09.
     """
     inter, n_true, n_pred = _pixel_counts(true, pred, per_image)
     union = n_true + n_pred - inter
@@ -75,7 +77,10 @@ def pixel_iou(true, pred, per_image: bool = True):
 
 
 def pixel_dice(true, pred, per_image: bool = True):
-    r"""Pixel Dice :math:`2|T \cap P| / (|T| + |P|)`; same shapes and conventions as IoU."""
+    r"""Pixel Dice :math:`2|T \cap P| / (|T| + |P|)`; same shapes and conventions as IoU.
+
+    Built in notebook 09.
+    """
     inter, n_true, n_pred = _pixel_counts(true, pred, per_image)
     total = n_true + n_pred
     return _where_empty(total == 0, 2 * inter, total)
@@ -110,6 +115,8 @@ def iou_matrix(true_labels, pred_labels, return_ids: bool = False):
     be contiguous. Rows and columns follow the ids in increasing order. One joint histogram
     of (true index, pred index) pairs gives every intersection; the areas are its row and
     column sums. Returns float64 (n_true, n_pred), or ``(iou, true_ids, pred_ids)``.
+
+    Built in notebook 09.
     """
     true = check_label_image(true_labels, "true_labels")
     pred = check_label_image(pred_labels, "pred_labels")
@@ -127,7 +134,10 @@ def iou_matrix(true_labels, pred_labels, return_ids: bool = False):
 
 @dataclass(frozen=True)
 class DSBScore:
-    """The DSB score of one image with its per-threshold counts (arrays over ``thresholds``)."""
+    """The DSB score of one image with its per-threshold counts (arrays over ``thresholds``).
+
+    Not built in a notebook: :func:`dsb_score` returns it with ``details=True``.
+    """
 
     score: float
     thresholds: np.ndarray
@@ -152,6 +162,8 @@ def dsb_score(true_labels, pred_labels, thresholds=None, details: bool = False):
 
     ``thresholds`` defaults to 0.50, 0.55, ..., 0.95. Returns a float, or a :class:`DSBScore`
     with TP, FP, FN and the score at each threshold when ``details=True``.
+
+    Built in notebook 09.
     """
     t = _thresholds(thresholds)
     iou = iou_matrix(true_labels, pred_labels)
@@ -171,7 +183,10 @@ def dsb_score(true_labels, pred_labels, thresholds=None, details: bool = False):
 
 def mean_dsb_score(true_label_images: Iterable, pred_label_images: Iterable,
                    thresholds=None) -> float:
-    """The data-set score: the mean over images of :func:`dsb_score`."""
+    """The data-set score: the mean over images of :func:`dsb_score`.
+
+    Not built in a notebook: the tests and the benchmarks.
+    """
     trues, preds = list(true_label_images), list(pred_label_images)
     if len(trues) != len(preds):
         raise ValueError(f"got {len(trues)} true and {len(preds)} predicted label images")

@@ -69,6 +69,8 @@ class DoubleConv(nn.Sequential):
 
     ``valid`` padding loses one pixel at each border per convolution: (B, C, 572, 572) ->
     (B, out, 568, 568).
+
+    Built in notebook 02.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -88,6 +90,8 @@ class Down(nn.Sequential):
     """One step down the contracting path: 2x2 max-pool (stride 2), then a double convolution.
 
     (B, C, 568, 568) -> pool -> (B, C, 284, 284) -> (B, 2C, 280, 280) for valid padding.
+
+    Built in notebook 03.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -103,6 +107,8 @@ class Bottleneck(nn.Sequential):
 
     "Drop-out layers at the end of the contracting path perform further implicit data
     augmentation" (section 3.1). (B, 512, 64, 64) -> (B, 1024, 28, 28) for the 572 tile.
+
+    Built in notebook 04.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -118,7 +124,10 @@ def center_crop(features: torch.Tensor, height: int, width: int) -> torch.Tensor
     """Cut the central ``height x width`` window out of a (B, C, H, W) feature map.
 
     Only the last two axes are cut, so it serves numpy arrays of any rank as well (the tile
-    dataset crops its labels to the network's output size with it)."""
+    dataset crops its labels to the network's output size with it).
+
+    Built in notebook 05.
+    """
     h, w = features.shape[-2:]
     if height > h or width > w:
         raise ValueError(f"cannot crop a {h}x{w} map to {height}x{width}")
@@ -131,6 +140,8 @@ class Up(nn.Module):
 
     (B, 1024, 28, 28) -> up-conv -> (B, 512, 56, 56); the skip (B, 512, 64, 64) is cropped to
     56x56; concatenated (B, 1024, 56, 56) -> double conv -> (B, 512, 52, 52).
+
+    Built in notebook 05.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -165,6 +176,8 @@ class UNetConfig:
     :class:`UNet` takes it (or its fields as keywords), checkpoints save it, and the training
     configuration (:class:`unet_lesson.config.TrainConfig`) holds one. The defaults are the
     paper's network. Values are checked here, where they enter, with errors naming the field.
+
+    Used in notebook 10.
     """
 
     in_channels: int = 1  # 1 for the paper's grey images, 3 for RGB
@@ -214,7 +227,8 @@ class UNet(nn.Module):
 
     ``UNet(in_channels=1, num_classes=2)`` is the paper's network: 572x572 in, 388x388 out,
     23 convolution layers (31,030,658 parameters, computed: the paper gives no count).
-    Built in notebook 06 (its blocks in notebooks 02-05).
+
+    Built in notebook 06, from the blocks of the lessons before it.
     """
 
     def __init__(self, config: UNetConfig | None = None, /, **fields):
@@ -303,6 +317,8 @@ def init_he(module: nn.Module) -> None:
 
     For a 2x2 up-convolution with stride 2 each output pixel sees exactly one kernel position
     of every input channel, so N is the number of input channels.
+
+    Built in notebook 02.
     """
     if isinstance(module, nn.ConvTranspose2d):
         fan_in = module.in_channels
@@ -316,7 +332,10 @@ def init_he(module: nn.Module) -> None:
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Used in notebook 00.
+    """
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -326,6 +345,8 @@ def parameters_per_block(net: UNet) -> dict[str, int]:
     Keys are the attribute names: ``inc``, ``downs.0`` ... ``downs.2``, ``bottleneck``,
     ``ups.0`` (the lowest up step) ... ``ups.3``, ``head``. The values sum to
     :func:`count_parameters` (31,030,658 for the paper's network).
+
+    Used in notebook 04.
     """
     blocks: dict[str, int] = {}
     for name, child in net.named_children():
@@ -338,5 +359,8 @@ def parameters_per_block(net: UNet) -> dict[str, int]:
 
 
 def conv_layers(module: nn.Module) -> list[nn.Module]:
-    """All convolution layers (3x3, 2x2 up-convolutions and 1x1), in order."""
+    """All convolution layers (3x3, 2x2 up-convolutions and 1x1), in order.
+
+    Not built in a notebook: the tests.
+    """
     return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]

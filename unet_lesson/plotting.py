@@ -26,7 +26,10 @@ ERROR_COLOURS = {  # for error_map: what each pixel of a prediction is
 
 
 def use_style() -> None:
-    """The course's figure look: modest resolution (light notebooks), clean axes."""
+    """The course's figure look: modest resolution (light notebooks), clean axes.
+
+    Not built in a notebook: :func:`~unet_lesson.env.setup` applies it.
+    """
     plt.rcParams.update({
         "figure.dpi": 80,
         "savefig.dpi": 120,
@@ -39,7 +42,10 @@ def use_style() -> None:
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
-    """Any image the course handles, as float RGB in [0, 1]: (H, W) or (H, W, 1/3/4), any dtype."""
+    """Any image the course handles, as float RGB in [0, 1]: (H, W) or (H, W, 1/3/4), any dtype.
+
+    Used in notebook 09.
+    """
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3, 4):
         img = np.moveaxis(img, 0, -1)  # (C, H, W) tensors -> (H, W, C)
@@ -59,7 +65,10 @@ def to_display(image: np.ndarray) -> np.ndarray:
 
 
 def labels_to_rgb(labels: np.ndarray, image: np.ndarray | None = None, alpha: float = 0.4):
-    """One colour per nucleus on black, or blended over ``image`` when given."""
+    """One colour per nucleus on black, or blended over ``image`` when given.
+
+    Used in notebook 01.
+    """
     labels = np.asarray(labels)
     if image is None:
         return label2rgb(labels, bg_label=0, bg_color=(0, 0, 0))
@@ -67,14 +76,20 @@ def labels_to_rgb(labels: np.ndarray, image: np.ndarray | None = None, alpha: fl
 
 
 def overlay_outlines(image: np.ndarray, labels: np.ndarray, colour=OUTLINE_TRUE) -> np.ndarray:
-    """The image with every nucleus's outline drawn in ``colour`` (float RGB)."""
+    """The image with every nucleus's outline drawn in ``colour`` (float RGB).
+
+    Used in notebook 01.
+    """
     rgb = to_display(image).copy()
     rgb[find_boundaries(np.asarray(labels), mode="inner")] = colour
     return rgb
 
 
 def error_map(true_mask: np.ndarray, pred_mask: np.ndarray) -> np.ndarray:
-    """Pixels coloured by outcome: true positive grey, false positive red, false negative blue."""
+    """Pixels coloured by outcome: true positive grey, false positive red, false negative blue.
+
+    Used in notebook 09.
+    """
     t, p = np.asarray(true_mask) > 0, np.asarray(pred_mask) > 0
     rgb = np.zeros(t.shape + (3,), dtype=np.float32)
     rgb[t & p] = ERROR_COLOURS["true positive"]
@@ -86,7 +101,10 @@ def error_map(true_mask: np.ndarray, pred_mask: np.ndarray) -> np.ndarray:
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
                 ncols: int | None = None, size: float = 3.0, cmap: str = "gray",
                 suptitle: str | None = None):
-    """A grid of images without axes. Returns the figure."""
+    """A grid of images without axes. Returns the figure.
+
+    Used in notebook 01.
+    """
     n = len(images)
     ncols = ncols or n
     nrows = -(-n // ncols)
@@ -112,6 +130,8 @@ def show_comparison(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarr
 
     ``outlines=True`` draws true (green) and predicted (magenta) outlines over the image in the
     first column, so a reader sees both boundaries on the real pixels.
+
+    Used in notebook 09.
     """
     ncols = 4 if errors else 3
     nrows = len(images)
@@ -140,7 +160,10 @@ def show_comparison(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarr
 
 def plot_history(history, title: str = "training"):
     """Training curves from a history table (pandas DataFrame or list of dicts): the training
-    loss, and the validation Dice and DSB score per epoch. Returns the figure."""
+    loss, and the validation Dice and DSB score per epoch. Returns the figure.
+
+    Used in notebook 10.
+    """
     import pandas as pd
 
     df = pd.DataFrame(history)
@@ -169,6 +192,8 @@ def pick_examples(scores, n: int = 6) -> list[str]:
     as :func:`unet_lesson.evaluate.score_samples` gives). Rows go round-robin over the
     modalities; within one modality the picks are spread evenly over its images ranked by DSB
     score (best, ..., worst), so a figure shows typical and bad cases too, not only the best.
+
+    Used in notebook 11.
     """
     groups = [list(g.sort_values("dsb", ascending=False)["image_id"])
               for _, g in scores.groupby("modality")]
@@ -186,7 +211,10 @@ def comparison_figure(samples, probabilities, post, ids: list[str], title: str):
     """Rows of image | true mask | prediction | errors for the samples with the chosen ids.
 
     ``probabilities``: the network's output for each sample (in order); ``post`` turns them
-    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`)."""
+    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`).
+
+    Used in notebook 11.
+    """
     by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
     chosen = [by_id[i] for i in ids]
     preds = [post(p) for _, p in chosen]
@@ -234,6 +262,8 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
     written at the lower left and its channels on top; white boxes are the cropped copies that
     the expansive path concatenates. ``until`` stops after that stage (e.g.
     ``"bottleneck conv b"`` for the contracting path only). Returns the figure.
+
+    Used in notebook 03.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle

@@ -31,7 +31,10 @@ NATIVE_BF16_CAPABILITY = (8, 0)  # Ampere and newer compute bf16 in hardware
 
 def autocast_dtype(device: torch.device, amp: bool = True, amp_cpu: bool = False
                    ) -> torch.dtype | None:
-    """The 16-bit type for ``torch.autocast`` on ``device``, or ``None`` for float32."""
+    """The 16-bit type for ``torch.autocast`` on ``device``, or ``None`` for float32.
+
+    Used in notebooks 00 and 10.
+    """
     device = torch.device(device)
     if device.type == "cuda" and amp:
         native = torch.cuda.get_device_capability(device) >= NATIVE_BF16_CAPABILITY
@@ -42,24 +45,36 @@ def autocast_dtype(device: torch.device, amp: bool = True, amp_cpu: bool = False
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
-    """``torch.autocast`` for ``device`` in ``dtype``, or a no-op context for float32."""
+    """``torch.autocast`` for ``device`` in ``dtype``, or a no-op context for float32.
+
+    Used in notebook 10.
+    """
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def uses_loss_scaling(device: torch.device, dtype: torch.dtype | None) -> bool:
-    """fp16 on CUDA needs loss scaling; bf16 and float32 do not."""
+    """fp16 on CUDA needs loss scaling; bf16 and float32 do not.
+
+    Not built in a notebook: :func:`grad_scaler` asks it.
+    """
     return torch.device(device).type == "cuda" and dtype == torch.float16
 
 
 def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
-    """A ``GradScaler`` that scales only where it is needed (:func:`uses_loss_scaling`)."""
+    """A ``GradScaler`` that scales only where it is needed (:func:`uses_loss_scaling`).
+
+    Not built in a notebook: training (:func:`~unet_lesson.train.fit`).
+    """
     device = torch.device(device)
     return torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
                                 enabled=uses_loss_scaling(device, dtype))
 
 
 def describe(dtype: torch.dtype | None) -> str:
-    """``"bf16"``, ``"fp16 with loss scaling"`` or ``"fp32"``: for the notebooks and logs."""
+    """``"bf16"``, ``"fp16 with loss scaling"`` or ``"fp32"``: for the notebooks and logs.
+
+    Used in notebooks 00 and 10.
+    """
     return {torch.bfloat16: "bf16", torch.float16: "fp16 with loss scaling"}.get(dtype, "fp32")

@@ -61,6 +61,8 @@ def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: i
     ``2**depth``; default 256). ``amp_dtype``: the autocast type (``None``: float32; see
     :func:`unet_lesson.precision.autocast_dtype`). ``tta``: also predict the horizontally,
     vertically and doubly flipped image and average (test-time augmentation).
+
+    Not built in a notebook: :func:`predict_image` calls it.
     """
     cfg = net.config
     device = device or next(net.parameters()).device
@@ -158,7 +160,10 @@ def predict_whole(net: nn.Module, image: np.ndarray | torch.Tensor,
                   device: torch.device | None = None) -> np.ndarray:
     """Probabilities from one pass over the whole image (mirror-padded to a legal size for
     ``valid``). The reference that :func:`predict_tiled` must equal; needs memory for the whole
-    image, so only for images that fit."""
+    image, so only for images that fit.
+
+    Not built in a notebook: the tests and the benchmarks compare it with tiling.
+    """
     cfg = net.config
     device = device or next(net.parameters()).device
     image = np.asarray(image, dtype=np.float32)
@@ -184,6 +189,8 @@ def predict_image(net: nn.Module, image: np.ndarray, cfg, device: torch.device |
     The training preprocessing (``to_input``), then overlap-tile prediction with the run's
     prediction tile (``cfg.predict_tile``) in the run's precision: what validation, evaluation
     and the command line use, so the network always sees what it was trained on.
+
+    Not built in a notebook: :func:`predict_samples` and the command line call it.
     """
     device = device or next(net.parameters()).device
     x = to_input(image, cfg.model.in_channels)  # (C, H, W), the training preprocessing
@@ -194,6 +201,9 @@ def predict_image(net: nn.Module, image: np.ndarray, cfg, device: torch.device |
 
 def predict_samples(net: nn.Module, samples, cfg, device: torch.device | None = None,
                     tta: bool = False, desc: str = "predicting") -> list[np.ndarray]:
-    """:func:`predict_image` for each sample (a list, in order), with a progress bar."""
+    """:func:`predict_image` for each sample (a list, in order), with a progress bar.
+
+    Not built in a notebook: :meth:`Run.predict <unet_lesson.run.Run.predict>` and the command line.
+    """
     return [predict_image(net, s.image, cfg, device, tta)
             for s in env.progress(samples, desc=desc, leave=False)]

@@ -78,6 +78,8 @@ def receptive_field(input_size: int, depth: int = 4, padding: str = "valid",
     >>> fields = receptive_field(572)  # the paper's tile
     >>> len(fields), sorted(set((fields[:, 1] - fields[:, 0] + 1).tolist()))
     (388, [188, 204])
+
+    Built in notebook 03.
     """
     check_choice("padding", padding, PADDINGS)
     check_choice("up_mode", up_mode, UP_MODES)
@@ -122,6 +124,8 @@ def connectivity_twin(net: nn.Module) -> nn.Module:
     Max-pools become 2x2 average pools (same windows), every convolution gets positive weights
     and zero biases, and the copy is put in eval mode (no drop-out). With a positive input all
     ReLUs pass, so the gradient of an output pixel is non-zero exactly on its receptive field.
+
+    Not built in a notebook: :func:`gradient_support` calls it.
     """
     twin = copy.deepcopy(net).double().eval()
     for module in list(twin.modules()):
@@ -144,6 +148,8 @@ def input_gradient(net: nn.Module, x: torch.Tensor, pixel: tuple[int, int],
     ``x`` is one (C, H, W) input; ``pixel`` is ``(row, col)`` in the output map. Returns a
     float (H, W) array summed over the input channels: on the real network it shows where the
     gradient actually flows (the *effective* receptive field, Luo et al. 2016).
+
+    Used in notebook 06.
     """
     param = next(net.parameters())
     x = x.detach().to(dtype=param.dtype, device=param.device)[None].requires_grad_(True)
@@ -159,6 +165,8 @@ def gradient_support(net: nn.Module, input_shape: tuple[int, int, int],
 
     Back-propagates from ``pixel`` of the output through :func:`connectivity_twin` of ``net``
     on an input of ones of shape ``input_shape`` (C, H, W).
+
+    Used in notebook 03.
     """
     twin = connectivity_twin(net)
     return input_gradient(twin, torch.ones(input_shape, dtype=torch.float64), pixel) > 0

@@ -37,7 +37,10 @@ SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels")
 
 
 def rle_encode(mask: np.ndarray) -> str:
-    """'start length' pairs of a 2-D mask (> 0 is set): 1-indexed, column-major; '' if empty."""
+    """'start length' pairs of a 2-D mask (> 0 is set): 1-indexed, column-major; '' if empty.
+
+    Built in notebook 09.
+    """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
@@ -60,6 +63,8 @@ def rle_pixels(rle: str, n_pixels: int) -> np.ndarray:
 
     Raises ``ValueError`` for an odd count of numbers, a start < 1, a length < 1, a run past
     pixel ``n_pixels``, or runs that are not in increasing order without overlaps.
+
+    Not built in a notebook: :func:`rle_decode` and the CSV readers call it.
     """
     text = "" if rle is None or (isinstance(rle, float) and np.isnan(rle)) else str(rle)
     try:
@@ -89,6 +94,8 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     """Boolean mask of ``shape`` (H, W) from 'start length' pairs ('' or NaN: empty mask).
 
     Raises ``ValueError`` as :func:`rle_pixels` does.
+
+    Built in notebook 09.
     """
     height, width = (int(s) for s in shape)
     if height < 1 or width < 1:
@@ -103,6 +110,8 @@ def submission_rows(image_id: str, labels: np.ndarray) -> list[tuple[str, str]]:
 
     An image with no nucleus gives one row with empty EncodedPixels. Each nucleus is encoded
     from its bounding box (``scipy.ndimage.find_objects``), not from a full-image mask.
+
+    Not built in a notebook: :func:`write_submission` calls it.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
@@ -128,6 +137,8 @@ def write_submission(path, predictions: Mapping[str, np.ndarray] | Iterable) -> 
 
     ``predictions``: ``{image_id: label image}`` or an iterable of ``(image_id, labels)``.
     Returns the path written.
+
+    Used in notebook 09.
     """
     path = Path(path)
     items = predictions.items() if isinstance(predictions, Mapping) else predictions
@@ -203,11 +214,16 @@ def read_solution_csv(path, usage: Iterable[str] | None = None) -> dict[str, np.
     ``usage`` (e.g. ``{"Private"}`` for stage 2's ``stage2_solution_final.csv``, whose
     ``Ignored`` rows are not scored) only rows whose Usage is in it are read; by default all
     are. Errors name the file and line (see the module docstring for the rules).
+
+    Not built in a notebook: the labelled stage-1 test set reads it (notebook 09 describes it).
     """
     keep = None if usage is None else frozenset([usage] if isinstance(usage, str) else usage)
     return _read_rle_csv(path, SOLUTION_COLUMNS, None, keep)
 
 
 def read_submission_csv(path, shapes: Mapping[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-    """A submission CSV (``ImageId, EncodedPixels``) as label images; ``shapes``: (H, W) per id."""
+    """A submission CSV (``ImageId, EncodedPixels``) as label images; ``shapes``: (H, W) per id.
+
+    Used in notebook 09.
+    """
     return _read_rle_csv(path, SUBMISSION_COLUMNS, shapes)

@@ -66,11 +66,17 @@ SPLITS = ("train", "val", "test")
 
 
 class RunError(RuntimeError):
-    """A run folder that cannot be used as asked; the message says what to do."""
+    """A run folder that cannot be used as asked; the message says what to do.
+
+    Not built in a notebook: :class:`Run` raises it.
+    """
 
 
 def holds_run(folder: Path) -> bool:
-    """True if ``folder`` holds any file of a run's record."""
+    """True if ``folder`` holds any file of a run's record.
+
+    Not built in a notebook: :class:`Run` checks folders with it.
+    """
     return any((Path(folder) / name).exists() for name in RECORD)
 
 
@@ -80,7 +86,10 @@ def _same_folder(a: str | Path, b: str | Path) -> bool:
 
 @dataclass
 class Run:
-    """A run folder: what it trains (``config``), on which data (``data_root``), where."""
+    """A run folder: what it trains (``config``), on which data (``data_root``), where.
+
+    Used in notebook 10.
+    """
 
     folder: Path
     config: TrainConfig
@@ -344,6 +353,8 @@ class Run:
 def course_folder(kind: str, source: DataSource, device: torch.device | None = None) -> Path:
     """``runs/<kind>_<real|synthetic>_<fast|cpu|gpu>``: the course's run of ``course_config(kind)``
     on ``source``, one folder per data set and mode, so a fast CI run never replaces a real one.
+
+    Used in notebook 10.
     """
     return env.runs_dir() / f"{kind}_{source.kind}_{env.mode(device)}"
 
@@ -352,7 +363,10 @@ def course_run(kind: str = "practical", device: torch.device | None = None
                ) -> tuple[Run, list]:
     """``(run, samples)``: the course's finished run of ``kind`` on the course's data (the real
     set when it is there, else the synthetic one), reused if notebook 10 (or an earlier call)
-    trained it, else trained now (:meth:`Run.trained`)."""
+    trained it, else trained now (:meth:`Run.trained`).
+
+    Used in notebook 11.
+    """
     device = device or env.pick_device()
     source = find_or_make_dataset()
     print(source)

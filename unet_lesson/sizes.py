@@ -28,6 +28,8 @@ class Stage(NamedTuple):
     convolutions of a level), ``"up-conv"`` (before the cropped copy is concatenated) or
     ``"output"`` (the final 1x1 convolution). ``channels`` and ``size`` (pixels, square) are
     the map's shape. ``name`` is the label the lessons print, e.g. ``"down 1 conv a"``.
+
+    Not built in a notebook: :func:`feature_shapes` returns it.
     """
 
     path: str
@@ -59,6 +61,8 @@ def feature_shapes(input_size: int, depth: int = 4, padding: str = "valid",
     512 channels, before the cropped copy is concatenated) and its two convolutions, and the
     output (388 px, 2 channels) after the final 1x1 convolution.
     Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
+
+    Used in notebook 04.
     """
     check_choice("padding", padding, PADDINGS)
     shrink = 2 if padding == "valid" else 0  # pixels lost per unpadded 3x3 convolution
@@ -100,6 +104,8 @@ def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> li
     For the paper's 572 tile: 570, 568 | 284, 282, 280 | ... | 32, 30, 28 | 56, 54, 52 | ... 388
     (the stages of :func:`feature_shapes` between the input and the output).
     Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
+
+    Built in notebook 03 (the way down) and notebook 06 (all of Figure 1).
     """
     return [(stage.name, stage.size) for stage in feature_shapes(input_size, depth, padding)[1:-1]]
 
@@ -108,6 +114,8 @@ def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
     """Spatial size of the output map for a square input tile (572 -> 388 in the paper).
 
     With ``padding="same"`` the output always has the input's size (see :class:`UNet`).
+
+    Built in notebook 06.
     """
     if padding == "same":
         if input_size < 1:
@@ -121,6 +129,8 @@ def is_legal_size(input_size: int, depth: int = 4, padding: str = "valid") -> bo
 
     ``valid``: every pooled size even and every size positive (572 yes, 570 no).
     ``same``: a multiple of ``2**depth`` (other sizes still work, by padding).
+
+    Built in notebook 06.
     """
     if padding == "same":
         return input_size >= 1 and input_size % 2**depth == 0
@@ -138,6 +148,8 @@ def legal_sizes_near(
 
     For ``valid`` padding they are the sizes ``2**depth * m + 4 * (2**depth - 1)`` (572 = 16*32 +
     60 for depth 4). The first entry is ``None`` when no legal size lies below.
+
+    Used in notebook 06.
     """
     check_choice("padding", padding, PADDINGS)
     step = 2**depth
@@ -158,7 +170,10 @@ def _smallest_valid(depth: int) -> int:
 
 
 def input_size_for_output(out_size: int, depth: int = 4, padding: str = "valid") -> int:
-    """The smallest legal input tile whose output is at least ``out_size`` (for overlap-tiling)."""
+    """The smallest legal input tile whose output is at least ``out_size`` (for overlap-tiling).
+
+    Used in notebook 06 (an exercise).
+    """
     if padding == "same":
         return 2**depth * math.ceil(out_size / 2**depth)
     size = _smallest_valid(depth)
@@ -168,7 +183,10 @@ def input_size_for_output(out_size: int, depth: int = 4, padding: str = "valid")
 
 
 def check_input_size(height: int, width: int, depth: int = 4, padding: str = "valid") -> None:
-    """Raise a ``ValueError`` naming the nearest legal sizes if a ``valid`` tile is illegal."""
+    """Raise a ``ValueError`` naming the nearest legal sizes if a ``valid`` tile is illegal.
+
+    Not built in a notebook: :class:`~unet_lesson.model.UNet` calls it.
+    """
     if padding == "same":
         return
     for axis, size in (("height", height), ("width", width)):

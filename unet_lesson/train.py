@@ -42,7 +42,10 @@ DIVERGENCE_FACTOR = 100.0  # a loss this many times its first value means traini
 
 
 def build_model(cfg: TrainConfig, device: torch.device) -> UNet:
-    """The run's network on ``device`` (channels_last when the config asks)."""
+    """The run's network on ``device`` (channels_last when the config asks).
+
+    Used in notebook 10.
+    """
     net = UNet(cfg.model).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -50,7 +53,10 @@ def build_model(cfg: TrainConfig, device: torch.device) -> UNet:
 
 
 def build_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper: "a high momentum (0.99)") or AdamW."""
+    """SGD with momentum (the paper: "a high momentum (0.99)") or AdamW.
+
+    Used in notebook 10.
+    """
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
@@ -58,7 +64,10 @@ def build_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optim
 
 
 def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
-    """Linear warm-up over ``warmup_steps``, then cosine decay to 1% (or constant)."""
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 1% (or constant).
+
+    Used in notebook 10.
+    """
     warmup = min(cfg.warmup_steps, max(total_steps // 5, 1))
 
     def factor(step: int) -> float:
@@ -73,18 +82,28 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
 
 
 def steps_per_epoch(cfg: TrainConfig) -> int:
+    """Optimiser steps per epoch: ``tiles_per_epoch // batch_size``, at least 1.
+
+    Not built in a notebook: :func:`fit` calls it.
+    """
     return max(1, cfg.tiles_per_epoch // cfg.batch_size)
 
 
 class DivergenceError(FloatingPointError):
-    """The loss became NaN, infinite, or exploded: training stops before anything is saved."""
+    """The loss became NaN, infinite, or exploded: training stops before anything is saved.
+
+    Not built in a notebook: :func:`check_loss` raises it (exercise 3 of notebook 10 provokes it).
+    """
 
 
 def check_loss(loss: torch.Tensor, reference: float | None, epoch: int, step: int, lr: float,
                cfg: TrainConfig) -> None:
     """Raise :class:`DivergenceError` if ``loss`` is not finite or exceeds
     ``DIVERGENCE_FACTOR`` times the run's first loss (``reference``). ``epoch`` and ``step``
-    count from 0; the message counts from 1, as the history and the progress bar do."""
+    count from 0; the message counts from 1, as the history and the progress bar do.
+
+    Not built in a notebook: :func:`train_one_epoch` calls it.
+    """
     value = loss.item()
     exploded = reference is not None and value > DIVERGENCE_FACTOR * reference
     if math.isfinite(value) and not exploded:
@@ -106,6 +125,8 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
 
     ``reference`` is the run's first loss (the divergence check compares with it); ``None``
     on the very first step, which then sets it.
+
+    Built in notebook 10.
     """
     net.train()
     step_net = step_net or net
@@ -137,7 +158,10 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
 
 
 def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
-    """Augmented random tiles of the training images, with the config's targets."""
+    """Augmented random tiles of the training images, with the config's targets.
+
+    Not built in a notebook: :func:`fit` calls it.
+    """
     target_fn = partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0,
                         sigma=cfg.sigma)
     return TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.model.padding,
@@ -148,7 +172,10 @@ def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
 
 
 def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> DataLoader:
-    """This epoch's tiles in a seeded order: the same on a resumed run as on an unbroken one."""
+    """This epoch's tiles in a seeded order: the same on a resumed run as on an unbroken one.
+
+    Not built in a notebook: :func:`fit` calls it.
+    """
     dataset.set_epoch(epoch)
     order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     sampler = RandomSampler(dataset, num_samples=cfg.tiles_per_epoch, generator=order)
@@ -158,7 +185,10 @@ def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> 
 
 
 def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, reference) -> dict:
-    """Everything needed to continue exactly (see :mod:`unet_lesson.checkpoint`)."""
+    """Everything needed to continue exactly (see :mod:`unet_lesson.checkpoint`).
+
+    Not built in a notebook: :func:`fit` calls it.
+    """
     return {"model": net.state_dict(), "model_config": asdict(cfg.model),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "train_config": cfg.to_dict(),
@@ -168,7 +198,10 @@ def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, ref
 def best_so_far(row: dict, earlier: list[dict], chance: dict | None) -> bool:
     """Whether an epoch's row is the run's best: validated, better than ``chance`` on the DSB
     score or the pixel Dice (:func:`~unet_lesson.evaluate.chance_scores`; ``None``: no such
-    floor), and ahead of every earlier such epoch by DSB score (ties: by Dice)."""
+    floor), and ahead of every earlier such epoch by DSB score (ties: by Dice).
+
+    Not built in a notebook: :func:`fit` calls it.
+    """
     def key(r: dict):
         return (r["val_dsb"], r["val_dice"])
 
@@ -189,6 +222,8 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
     checkpoint state and whether the epoch is the best so far (:func:`best_so_far`).
     ``resume_from``: a checkpoint state to continue exactly. ``until_epoch``: stop after that
     epoch (0-based). ``time_limit_s``: stop after the epoch that passes this many seconds.
+
+    Used in notebook 10, through :meth:`Run.train <unet_lesson.run.Run.train>`.
     """
     device = device or env.pick_device()
     env.seed_everything(cfg.seed)

@@ -73,6 +73,8 @@ def cutoff_distance(w0: float = W0, sigma: float = SIGMA, tol: float = TOL) -> f
     r"""R such that the border term is below ``tol`` once d1 + d2 > R (0 if w0 <= tol).
 
     Solves :math:`w_0 \exp(-R^2 / 2\sigma^2) = \mathrm{tol}`.
+
+    Used in notebook 07.
     """
     if sigma <= 0 or tol <= 0:
         raise ValueError(f"sigma and tol must be positive, got sigma={sigma}, tol={tol}")
@@ -88,6 +90,8 @@ def nearest_two_distances(labels: np.ndarray, max_distance: float | None = None)
     ``ceil(max_distance)`` pixels (exact there); distances beyond the window are ``inf``. With
     ``max_distance=None`` the window is the whole image (exact everywhere, slow).
     Returns two float64 arrays (H, W); ``inf`` where fewer than one/two nuclei are in reach.
+
+    Built in notebook 07.
     """
     labels = _check_labels(labels)
     h, w = labels.shape
@@ -114,6 +118,8 @@ def border_weights(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA,
     (H, W), 0 on nucleus pixels and where fewer than two nuclei exist. Windowed computation
     with a maximum absolute error of ``tol`` (see the module docstring); ``tol=0`` computes
     every distance transform on the whole image (the slow, exact reference).
+
+    Built in notebook 07.
     """
     labels = _check_labels(labels)
     if tol < 0:
@@ -132,6 +138,8 @@ def image_class_weights(labels: np.ndarray,
 
     The nucleus weight ``n_background / n_nucleus`` is clipped to
     ``[1 / max_class_weight, max_class_weight]``; (1, 1) if either class is absent.
+
+    Built in notebook 07.
     """
     labels = _check_labels(labels)
     n_fg = int(np.count_nonzero(labels))
@@ -140,7 +148,10 @@ def image_class_weights(labels: np.ndarray,
 
 def dataset_class_weights(label_images: Iterable[np.ndarray],
                           max_class_weight: float = 10.0) -> tuple[float, float]:
-    """(w_background, w_nucleus) from the pixel counts of a whole data set (background = 1)."""
+    """(w_background, w_nucleus) from the pixel counts of a whole data set (background = 1).
+
+    Not built in a notebook: the tests use it; :func:`weight_map` accepts its result.
+    """
     n_bg = n_fg = 0
     for labels in label_images:
         labels = _check_labels(labels)
@@ -159,14 +170,20 @@ def _balance(n_bg: int, n_fg: int, max_class_weight: float) -> tuple[float, floa
 
 def class_weight_map(labels: np.ndarray, class_weights: tuple[float, float] | None = None,
                      max_class_weight: float = 10.0) -> np.ndarray:
-    """w_c(x) as float32 (H, W): ``class_weights`` or, if None, :func:`image_class_weights`."""
+    """w_c(x) as float32 (H, W): ``class_weights`` or, if None, :func:`image_class_weights`.
+
+    Built in notebook 07.
+    """
     labels = _check_labels(labels)
     w_bg, w_fg = class_weights or image_class_weights(labels, max_class_weight)
     return np.where(labels > 0, np.float32(w_fg), np.float32(w_bg)).astype(np.float32)
 
 
 def touching_pixels(labels: np.ndarray) -> np.ndarray:
-    """Nucleus pixels with a *different* nucleus among their 8 neighbours (bool (H, W))."""
+    """Nucleus pixels with a *different* nucleus among their 8 neighbours (bool (H, W)).
+
+    Not built in a notebook: :func:`open_gaps` calls it.
+    """
     labels = _check_labels(labels)
     none = labels.max(initial=0) + 1  # background must not count as a smaller neighbour
     higher = ndi.maximum_filter(labels, size=3, mode="nearest")
@@ -183,6 +200,8 @@ def open_gaps(labels: np.ndarray) -> np.ndarray:
     a gap (2 pixels wide: one from each nucleus) gives the network a line of background to learn
     between touching nuclei, which the weight map then weighs heavily. After it no two
     different nuclei are 8-neighbours.
+
+    Used in notebook 07.
     """
     labels = np.asarray(labels)
     return np.where(touching_pixels(labels), 0, labels).astype(labels.dtype)
@@ -196,6 +215,8 @@ def weight_map(labels: np.ndarray, w0: float = W0, sigma: float = SIGMA, *,
     ``labels``: (H, W) integer label image (0 = background, nuclei any positive ids).
     Returns float32 (H, W). ``class_weights=(w_background, w_nucleus)`` fixes w_c; by default
     it is the image's inverse class frequency with background = 1 (see the module docstring).
+
+    Built in notebook 07.
     """
     w_c = class_weight_map(labels, class_weights, max_class_weight)
     return w_c + border_weights(labels, w0, sigma, tol)

@@ -30,7 +30,10 @@ import torch.nn.functional as F
 
 @dataclass
 class Augment:
-    """Which augmentations to draw, and how strong (defaults: the paper's deformation)."""
+    """Which augmentations to draw, and how strong (defaults: the paper's deformation).
+
+    Used in notebook 10.
+    """
 
     elastic: bool = True  # the paper's elastic deformation
     elastic_p: float = 1.0  # chance that a tile is deformed (the paper: every tile)
@@ -55,6 +58,10 @@ def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], grid:
     ``grid x grid`` displacement vectors :math:`\sim \mathcal{N}(0, \sigma^2)` sit on a grid
     spanning the tile (the corners are grid points); bicubic interpolation (``align_corners``)
     gives the per-pixel displacements.
+
+    Notebook 08 builds the same field by hand and checks it through :func:`elastic_deform`.
+
+    Not built in a notebook on its own: :func:`elastic_deform` calls it.
     """
     coarse = rng.normal(0.0, sigma, size=(2, grid, grid)).astype(np.float32)  # (2, 3, 3)
     field = F.interpolate(torch.from_numpy(coarse)[None], size=tuple(shape), mode="bicubic",
@@ -69,6 +76,10 @@ def warp(image: np.ndarray, labels: np.ndarray | None, displacement: np.ndarray,
     The output has the displacement's size (H, W): pixel ``(y, x)`` comes from the source at
     ``(y + offset[0] + dy, x + offset[1] + dx)``. Bicubic for the image (values clipped to the
     input's range), nearest for the labels; positions outside the source are mirrored.
+
+    Notebook 08 builds the same resampling by hand and checks it through :func:`elastic_deform`.
+
+    Not built in a notebook on its own: :func:`elastic_deform` calls it.
     """
     height, width = displacement.shape[1:]
     src_h, src_w = image.shape[-2:]
@@ -98,6 +109,8 @@ def elastic_deform(image: np.ndarray, labels: np.ndarray | None, rng: np.random.
     on every side, and the deformed ``out_shape`` tile (default: the input less the margins)
     is cut from its middle: displaced pixels near the tile's edge then come from real
     neighbours, not from mirroring.
+
+    Built in notebook 08.
     """
     if out_shape is None:
         out_shape = (image.shape[-2] - 2 * margin, image.shape[-1] - 2 * margin)
@@ -111,6 +124,8 @@ def flip_rotate(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
 
     Rotations by 90 or 270 degrees swap height and width, so they are drawn for square tiles
     only (180 degrees for the others).
+
+    Not built in a notebook: :func:`augment_window` calls it.
     """
     if rot90:
         square = image.shape[-1] == image.shape[-2]
@@ -127,6 +142,8 @@ def grey_values(image: np.ndarray, rng: np.random.Generator, gamma: float = 0.3,
 
     ``g = exp(U(-gamma, gamma))``, ``c ~ U(1 - contrast, 1 + contrast)``, ``b ~
     U(-brightness, brightness)``, ``m`` the mean after the gamma. The same for all channels.
+
+    Used in notebook 08.
     """
     g = float(np.exp(rng.uniform(-gamma, gamma)))
     c = float(rng.uniform(1 - contrast, 1 + contrast))
@@ -143,6 +160,8 @@ def augment_window(image: np.ndarray, labels: np.ndarray, rng: np.random.Generat
     Order: elastic deformation (with chance ``elastic_p``; otherwise just the central crop),
     flips and rotations, grey values.
     Returns the tile ``(C, H, W)`` float32 and its labels ``(H, W)``.
+
+    Not built in a notebook: :class:`~unet_lesson.data.tiles.TileDataset` calls it.
     """
     if augment.elastic and (augment.elastic_p >= 1.0 or rng.random() < augment.elastic_p):
         image, labels = elastic_deform(image, labels, rng, margin=margin,

@@ -30,19 +30,28 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """``env.data_dir()/cache/labels`` (follows ``UNET_LESSON_DATA``)."""
+    """``env.data_dir()/cache/labels`` (follows ``UNET_LESSON_DATA``).
+
+    Not built in a notebook: the label cache of :func:`~unet_lesson.data.dsb.load_sample`.
+    """
     return env.data_dir() / "cache" / "labels"
 
 
 def cache_folder(root: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """The cache folder for one data set root, keyed by the root's absolute path."""
+    """The cache folder for one data set root, keyed by the root's absolute path.
+
+    Not built in a notebook: the label cache of :func:`~unet_lesson.data.dsb.load_sample`.
+    """
     root = Path(root).resolve()
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return base / f"{root.name}-{folder_key(root)}"
 
 
 def fingerprint(image_file: Path, mask_files: list[Path]) -> str:
-    """A hash of the name, size and mtime of every source file (and the cache version)."""
+    """A hash of the name, size and mtime of every source file (and the cache version).
+
+    Not built in a notebook: the label cache of :func:`~unet_lesson.data.dsb.load_sample`.
+    """
     digest = hashlib.sha1(f"unet-lesson labels v{CACHE_VERSION}\n".encode())
     for path in [image_file, *mask_files]:
         stat = path.stat()
@@ -51,7 +60,10 @@ def fingerprint(image_file: Path, mask_files: list[Path]) -> str:
 
 
 def load_labels(cache_file: Path, expected: str) -> tuple[np.ndarray, int] | None:
-    """``(labels int32, n_contested)`` from a cache entry, or None if absent, stale or corrupt."""
+    """``(labels int32, n_contested)`` from a cache entry, or None if absent, stale or corrupt.
+
+    Not built in a notebook: the label cache of :func:`~unet_lesson.data.dsb.load_sample`.
+    """
     try:
         with np.load(cache_file, allow_pickle=False) as entry:
             if str(entry["fingerprint"]) != expected:
@@ -64,7 +76,10 @@ def load_labels(cache_file: Path, expected: str) -> tuple[np.ndarray, int] | Non
 
 
 def save_labels(cache_file: Path, fp: str, labels: np.ndarray, n_contested: int) -> bool:
-    """Write one entry atomically. Returns False (with a warning) if the cache is not writable."""
+    """Write one entry atomically. Returns False (with a warning) if the cache is not writable.
+
+    Not built in a notebook: the label cache of :func:`~unet_lesson.data.dsb.load_sample`.
+    """
     # the smallest unsigned type that holds the ids: less to compress and to read back
     dtype = np.uint16 if labels.max(initial=0) < 2**16 else np.uint32
     try:

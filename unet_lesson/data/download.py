@@ -63,11 +63,17 @@ BAD_CREDENTIALS = (
 
 
 class DownloadError(RuntimeError):
-    """A download that failed; the message says what to do next."""
+    """A download that failed; the message says what to do next.
+
+    Not built in a notebook: :func:`download_dsb2018` raises it.
+    """
 
 
 class UnsafeArchiveError(DownloadError):
-    """An archive member that would be written outside the target folder."""
+    """An archive member that would be written outside the target folder.
+
+    Not built in a notebook: :func:`safe_extract` raises it.
+    """
 
 
 def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
@@ -79,6 +85,8 @@ def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
     ``api``: a Kaggle API object to use instead of ``KaggleApi()`` (tests pass a fake).
     ``base_url``: the BBBC038 folder URL (tests point it at a local server).
     Raises :class:`DownloadError` with an actionable message on failure.
+
+    Used in notebook 01.
     """
     dest = Path(dest) if dest is not None else env.data_dir() / "dsb2018"
     unknown = set(parts) - set(PARTS)
@@ -132,6 +140,8 @@ def fetch(url: str, target: Path, timeout: float = 60.0, progress: bool | None =
 
     The bytes go through :func:`unet_lesson.files.atomic_write`: an error, a short read or a
     byte count that differs from ``Content-Length`` leaves no file behind.
+
+    Not built in a notebook: :func:`download_dsb2018` downloads with it.
     """
     where = dest_hint or target.parent
     request = urllib.request.Request(url, headers={"User-Agent": "unet-lesson"})
@@ -272,7 +282,10 @@ def _zip_is_whole(path: Path) -> bool:
 
 
 def verify_zip(path: Path) -> None:
-    """Raise :class:`DownloadError` (and delete the file) unless ``path`` is a whole zip."""
+    """Raise :class:`DownloadError` (and delete the file) unless ``path`` is a whole zip.
+
+    Not built in a notebook: :func:`download_dsb2018` checks every archive with it.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()  # reads every member and checks its CRC
@@ -304,6 +317,8 @@ def safe_extract(archive: Path, target: Path) -> Path:
     everything is out. An archive whose content sits in one folder named like ``target``
     (``stage1_train/...``) is unwrapped. Raises :class:`UnsafeArchiveError` before writing
     anything if a member would land outside ``target``.
+
+    Not built in a notebook: :func:`download_dsb2018` unpacks with it.
     """
     archive, target = Path(archive), Path(target)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

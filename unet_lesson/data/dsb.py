@@ -43,7 +43,10 @@ from . import cache as label_cache
 
 
 class DSBDataError(ValueError):
-    """A sample that cannot be read; ``path`` is the offending file or folder."""
+    """A sample that cannot be read; ``path`` is the offending file or folder.
+
+    Not built in a notebook: the reader raises it for a file or folder it cannot read.
+    """
 
     def __init__(self, path: str | Path, problem: str):
         self.path = Path(path)
@@ -53,7 +56,10 @@ class DSBDataError(ValueError):
 
 @dataclass
 class DSBSample:
-    """One image of the data set with its merged label image."""
+    """One image of the data set with its merged label image.
+
+    Not built in a notebook: :func:`read_dsb_folder` yields one per image.
+    """
 
     image_id: str
     image: np.ndarray  # uint8 (H, W, 3)
@@ -72,7 +78,10 @@ class DSBSample:
 
 
 def image_file(folder: str | Path) -> Path:
-    """``<folder>/images/<image_id>.png`` (raises :class:`DSBDataError` if it is missing)."""
+    """``<folder>/images/<image_id>.png`` (raises :class:`DSBDataError` if it is missing).
+
+    Not built in a notebook: the reader and the label cache use it.
+    """
     folder = Path(folder)
     path = folder / "images" / f"{folder.name}.png"
     if not path.is_file():
@@ -85,7 +94,10 @@ def image_file(folder: str | Path) -> Path:
 
 
 def mask_files(folder: str | Path) -> list[Path]:
-    """The sorted ``<folder>/masks/*.png`` (raises :class:`DSBDataError` without ``masks/``)."""
+    """The sorted ``<folder>/masks/*.png`` (raises :class:`DSBDataError` without ``masks/``).
+
+    Not built in a notebook: the reader and the label cache use it.
+    """
     masks = Path(folder) / "masks"
     if not masks.is_dir():
         raise DSBDataError(
@@ -98,7 +110,10 @@ def mask_files(folder: str | Path) -> list[Path]:
 
 
 def sample_folders(root: str | Path) -> list[Path]:
-    """The ``<image_id>/`` folders under ``root``, sorted (names starting . or _ skipped)."""
+    """The ``<image_id>/`` folders under ``root``, sorted (names starting . or _ skipped).
+
+    Not built in a notebook: the reader, the stage-1 test set and the command line use it.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
@@ -123,7 +138,10 @@ def _open_png(path: Path) -> Image.Image:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Any PNG of the data set as ``uint8 (H, W, 3)`` (see the module docstring for the rules)."""
+    """Any PNG of the data set as ``uint8 (H, W, 3)`` (see the module docstring for the rules).
+
+    Not built in a notebook: the reader reads every image with it.
+    """
     path = Path(path)
     with _open_png(path) as image:
         if image.mode in ("P", "PA", "1"):
@@ -147,6 +165,8 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """One nucleus mask as the flat indices of its pixels (row-major, into an ``shape`` image).
 
     Raises :class:`DSBDataError` if the mask's size differs from ``shape`` or it is empty.
+
+    Not built in a notebook: :func:`load_sample` reads every mask with it.
     """
     path = Path(path)
     with _open_png(path) as image:
@@ -179,6 +199,10 @@ def merge_masks(masks: Sequence[np.ndarray], shape: tuple[int, int],
     pixels. Nucleus ``k`` (1-based, in the given order) gets the value ``k``. A pixel claimed
     by several masks goes to the smallest of them (ties: the earlier mask); ``n_contested``
     counts such pixels. Raises :class:`DSBDataError` if a nucleus is left with no pixel.
+
+    Notebook 01 writes the same rule by hand and checks the reader's label images against it.
+
+    Not built in a notebook on its own: :func:`load_sample` calls it.
     """
     height, width = shape
     flat = [np.flatnonzero(m) if np.asarray(m).dtype == bool else np.asarray(m) for m in masks]
@@ -212,7 +236,10 @@ def merge_masks(masks: Sequence[np.ndarray], shape: tuple[int, int],
 
 
 def read_dsb_image(folder: str | Path) -> np.ndarray:
-    """The image of one ``<image_id>/`` folder, ``uint8 (H, W, 3)`` (no masks needed)."""
+    """The image of one ``<image_id>/`` folder, ``uint8 (H, W, 3)`` (no masks needed).
+
+    Not built in a notebook: the stage-1 test set and the command line (``predict``, ``submit``).
+    """
     return read_image(image_file(folder))
 
 
@@ -221,6 +248,8 @@ def load_sample(folder: str | Path, cache_dir: str | Path | None | bool = None,
     """Read one sample, using the label cache when ``cache_dir`` is not ``None``/``False``.
 
     ``cache_dir=True`` uses the default cache (``env.data_dir()/cache/labels``).
+
+    Not built in a notebook: :func:`read_dsb_sample` and :func:`read_dsb_folder` call it.
     """
     folder = Path(folder)
     image_path = image_file(folder)
@@ -251,6 +280,8 @@ def read_dsb_sample(folder: str | Path, cache: bool | str | Path = False
 
     Labels: 0 background, 1..N the N nuclei in sorted mask-file order; overlapping pixels go to
     the smaller nucleus. ``cache=True`` uses (and fills) the label cache.
+
+    Built in notebook 01.
     """
     sample = load_sample(folder, cache_dir=cache)
     return sample.image, sample.labels
@@ -273,6 +304,8 @@ def read_dsb_folder(root: str | Path, *, ids: Iterable[str] | None = None,
     workers : threads decoding mask PNGs when the cache misses (default: up to 4).
     progress : show a progress bar (default: when some labels must be merged, as
         :func:`unet_lesson.env.progress` decides).
+
+    Used in notebook 01, through :func:`load_dsb_folder`.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -310,7 +343,10 @@ def _all_cached(root: Path, folders: list[Path], cache: bool | str | Path) -> bo
 
 
 def load_dsb_folder(root: str | Path, **kwargs) -> list[DSBSample]:
-    """:func:`read_dsb_folder` into a list (same arguments)."""
+    """:func:`read_dsb_folder` into a list (same arguments).
+
+    Used in notebook 01.
+    """
     return list(read_dsb_folder(root, **kwargs))
 
 
@@ -325,6 +361,8 @@ def to_input(image: np.ndarray, channels: int = 3) -> np.ndarray:
 
     Nothing else (no per-image normalisation): what the network sees at training time is
     exactly what it sees at prediction time.
+
+    Used in notebook 08.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:

@@ -16,7 +16,10 @@ from .synthetic import make_synthetic_dsb
 
 @dataclass(frozen=True)
 class DataSource:
-    """A data set folder in the DSB layout and what it is."""
+    """A data set folder in the DSB layout and what it is.
+
+    Not built in a notebook: :func:`find_or_make_dataset` returns it.
+    """
 
     root: Path  # the folder holding the <image_id>/ samples
     kind: str  # "real" or "synthetic"
@@ -32,22 +35,34 @@ class DataSource:
 
 def dsb_dir() -> Path:
     """``env.data_dir()/dsb2018``: where :func:`~unet_lesson.data.download_dsb2018` unpacks
-    ``stage1_train/``, ``stage1_test/`` and ``stage1_solution.csv`` by default."""
+    ``stage1_train/``, ``stage1_test/`` and ``stage1_solution.csv`` by default.
+
+    Not built in a notebook: :func:`real_dsb_root` and the data downloads use it.
+    """
     return env.data_dir() / "dsb2018"
 
 
 def real_dsb_root() -> Path:
-    """The real training set, ``env.data_dir()/dsb2018/stage1_train``."""
+    """The real training set, ``env.data_dir()/dsb2018/stage1_train``.
+
+    Not built in a notebook: :func:`find_or_make_dataset` and the tests look there.
+    """
     return dsb_dir() / "stage1_train"
 
 
 def synthetic_root(n_images: int, seed: int = 0) -> Path:
-    """``env.data_dir()/synthetic/n<n_images>-seed<seed>``: one folder per set."""
+    """``env.data_dir()/synthetic/n<n_images>-seed<seed>``: one folder per set.
+
+    Not built in a notebook: :func:`find_or_make_dataset` makes the synthetic set there.
+    """
     return env.data_dir() / "synthetic" / f"n{n_images}-seed{seed}"
 
 
 def default_synthetic_size() -> int:
-    """Images in the default synthetic set: 24 in fast mode, 200 on a CPU, 600 on a GPU."""
+    """Images in the default synthetic set: 24 in fast mode, 200 on a CPU, 600 on a GPU.
+
+    Not built in a notebook: :func:`find_or_make_dataset` uses it.
+    """
     return env.by_mode(fast=24, cpu=200, gpu=600)
 
 
@@ -59,6 +74,8 @@ def find_or_make_dataset(prefer: str = "auto", n_images: int | None = None, seed
     else the synthetic set (generated on first use, a few seconds). ``"real"`` raises if the
     real data is absent; ``"synthetic"`` always uses the synthetic set. ``n_images`` and
     ``seed`` choose the synthetic set (default size: :func:`default_synthetic_size`).
+
+    Used in notebook 01.
     """
     if prefer not in ("auto", "real", "synthetic"):
         raise ValueError(f"prefer must be 'auto', 'real' or 'synthetic', got {prefer!r}")

@@ -20,6 +20,8 @@ def load_labelled_test_set(images_root: str | Path, solution_csv: str | Path) ->
 
     Every image must have labels in ``solution_csv`` and every labelled image must be there;
     the label image must have the image's size. Errors name the file.
+
+    Not built in a notebook: :func:`load_labelled` calls it.
     """
     images_root, solution_csv = Path(images_root), Path(solution_csv)
     labels = read_solution_csv(solution_csv)
@@ -45,6 +47,8 @@ def load_labelled(root: str | Path, solution_csv: str | Path | None = None) -> l
 
     Without ``solution_csv``, a folder whose samples have no ``masks/`` uses
     ``<root>/../stage1_solution.csv`` (where ``download_dsb2018`` puts it).
+
+    Not built in a notebook: the command line, ``python -m unet_lesson evaluate``.
     """
     root = Path(root)
     if solution_csv is None:

@@ -231,7 +231,10 @@ _GEOMETRY = {
 
 def synthetic_sample(rng: np.random.Generator, modality: str = "fluorescence",
                      shape: tuple[int, int] = (256, 256)) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic image ``uint8 (H, W, 3)`` and its labels ``int32 (H, W)``, in memory."""
+    """One synthetic image ``uint8 (H, W, 3)`` and its labels ``int32 (H, W)``, in memory.
+
+    Not built in a notebook: :func:`make_synthetic_image` and the tests use it.
+    """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     if min(shape) < 32:
@@ -260,7 +263,10 @@ GENERATOR_VERSION = 1  # bump when the images change, so old sets are not mistak
 
 
 def synthetic_image_id(seed: int, index: int) -> str:
-    """The folder name of image ``index`` of the set made with ``seed``."""
+    """The folder name of image ``index`` of the set made with ``seed``.
+
+    Not built in a notebook: :func:`make_synthetic_dsb` names its folders with it.
+    """
     return f"syn-s{seed}-{index:04d}"
 
 
@@ -268,6 +274,8 @@ def make_synthetic_image(seed: int, index: int, modality_weights=None, image_siz
     """Image ``index`` of the set made with ``seed``: ``(modality, image, labels)``.
 
     Depends only on ``(seed, index)`` (and the two options), not on the size of the set.
+
+    Not built in a notebook: :func:`make_synthetic_dsb` calls it.
     """
     rng = np.random.default_rng([seed, index])
     weights = np.asarray(modality_weights if modality_weights is not None else (0.6, 0.2, 0.2),
@@ -300,7 +308,10 @@ def _write_sample(folder: Path, image_id: str, image: np.ndarray, labels: np.nda
 
 
 def read_synthetic_manifest(root: str | Path) -> dict | None:
-    """The manifest of a synthetic set (arguments and per-image modality), or None."""
+    """The manifest of a synthetic set (arguments and per-image modality), or None.
+
+    Not built in a notebook: :func:`make_synthetic_dsb` reuses a set with it.
+    """
     try:
         return json.loads((Path(root) / MANIFEST).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
@@ -319,6 +330,8 @@ def make_synthetic_dsb(root: str | Path, n_images: int = 100, seed: int = 0, *,
     raises ``FileExistsError`` unless ``overwrite=True``. Safe when several processes ask at
     once: each writes into its own temporary folder and renames it into place; whoever comes
     second finds the set made and throws its copy away.
+
+    Not built in a notebook: :func:`~unet_lesson.data.locate.find_or_make_dataset` calls it.
     """
     root = Path(root)
     if n_images < 1:

@@ -41,7 +41,10 @@ SPLITS = ("train", "val", "test")
 
 
 def modality_of(image: np.ndarray) -> str:
-    """``"fluorescence"``, ``"brightfield"`` or ``"stained"`` for a ``uint8 (H, W, 3)`` image."""
+    """``"fluorescence"``, ``"brightfield"`` or ``"stained"`` for a ``uint8 (H, W, 3)`` image.
+
+    Built in notebook 01.
+    """
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None].repeat(3, axis=-1)
@@ -56,12 +59,18 @@ def modality_of(image: np.ndarray) -> str:
 
 
 def size_class(height: int, width: int) -> str:
-    """``"small"`` (< 100,000 pixels, e.g. 256x256), ``"medium"`` (< 400,000) or ``"large"``."""
+    """``"small"`` (< 100,000 pixels, e.g. 256x256), ``"medium"`` (< 400,000) or ``"large"``.
+
+    Not built in a notebook: :func:`sample_row` uses it (the split is stratified by it).
+    """
     return next(name for limit, name in SIZE_CLASSES if height * width < limit)
 
 
 def sample_row(sample: DSBSample) -> dict:
-    """One row of the data set table for one sample."""
+    """One row of the data set table for one sample.
+
+    Not built in a notebook: :func:`dataset_table` calls it.
+    """
     height, width = sample.labels.shape
     areas = np.bincount(sample.labels.ravel())[1:]
     areas = areas[areas > 0]
@@ -87,6 +96,8 @@ def dataset_table(source: str | Path | Iterable[DSBSample], **read_kwargs) -> pd
 
     ``source`` is a data set folder (read with :func:`read_dsb_folder` and ``read_kwargs``,
     using the label cache) or an iterable of samples already read.
+
+    Used in notebook 01.
     """
     samples = read_dsb_folder(source, **read_kwargs) if isinstance(source, str | Path) else source
     return pd.DataFrame([sample_row(s) for s in samples])
@@ -118,6 +129,8 @@ def stratified_split(table: pd.DataFrame, val_fraction: float = 0.2, test_fracti
     Every stratum contributes its share of each split (within one image: quotas by the largest
     remainder, so the totals are the rounded fractions of the whole set). Deterministic for a
     seed, and independent of the table's row order. Returns ``image_id``, ``split`` and ``by``.
+
+    Used in notebook 01 (an exercise; :func:`make_splits` calls it).
     """
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got "
@@ -144,7 +157,10 @@ def stratified_split(table: pd.DataFrame, val_fraction: float = 0.2, test_fracti
 
 def default_split_path(root: str | Path, seed: int = 0, val_fraction: float = 0.2,
                        test_fraction: float = 0.0) -> Path:
-    """``env.data_dir()/splits/<set>-<hash of its path>-seed<seed>-val<..>-test<..>.csv``."""
+    """``env.data_dir()/splits/<set>-<hash of its path>-seed<seed>-val<..>-test<..>.csv``.
+
+    Used in notebook 01.
+    """
     root = Path(root).resolve()
     name = (f"{root.name}-{folder_key(root)}-seed{seed}-val{val_fraction:g}"
             f"-test{test_fraction:g}.csv")
@@ -152,12 +168,18 @@ def default_split_path(root: str | Path, seed: int = 0, val_fraction: float = 0.
 
 
 def save_splits(splits: pd.DataFrame, path: str | Path) -> Path:
-    """Write the splits CSV (atomically: a temporary file, then a rename)."""
+    """Write the splits CSV (atomically: a temporary file, then a rename).
+
+    Not built in a notebook: :func:`make_splits` calls it.
+    """
     return write_csv(path, splits)
 
 
 def load_splits(path: str | Path) -> pd.DataFrame:
-    """Read a splits CSV written by :func:`save_splits`."""
+    """Read a splits CSV written by :func:`save_splits`.
+
+    Not built in a notebook: :func:`make_splits` and the run folder read splits with it.
+    """
     splits = pd.read_csv(path, dtype={"image_id": str, "split": str})
     bad = set(splits["split"]) - set(SPLITS)
     if bad or "image_id" not in splits:
@@ -171,6 +193,8 @@ def make_splits(table: pd.DataFrame, path: str | Path, val_fraction: float = 0.2
 
     Later calls read the file, so training and evaluation always use the same split. If the
     file lists other images than ``table`` (the data set changed), raises ``ValueError``.
+
+    Used in notebook 01.
     """
     path = Path(path)
     if path.is_file():
@@ -195,6 +219,8 @@ def training_split(table: pd.DataFrame, val_fraction: float, test_fraction: floa
 
     Deterministic for the same images, fractions and seed, so two runs on one data set use
     the same split; each run saves its own copy (``splits.csv`` in the run folder).
+
+    Not built in a notebook: the run folder (:class:`~unet_lesson.run.Run`) splits with it.
     """
     splits = stratified_split(table, val_fraction, test_fraction, seed)
     counts = splits["split"].value_counts()

@@ -40,6 +40,8 @@ def tile_sizes(out_size: int, padding: str = "valid", depth: int = 4) -> tuple[i
     ``valid``: the smallest legal input tile and its (possibly larger) output, e.g.
     ``tile_sizes(388) == (572, 388)`` and ``tile_sizes(256) == (444, 260)`` for depth 4.
     ``same``: ``(out_size, out_size)``.
+
+    Used in notebook 08.
     """
     if padding == "same":
         if out_size < 1:
@@ -56,6 +58,8 @@ def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
 
     Mirroring repeats as often as needed (``... 2 1 | 0 1 2 3 | 2 1 0 1 ...``, numpy's
     ``reflect`` mode), so a window may be larger than the image.
+
+    Not built in a notebook: :func:`extract_window` calls it.
     """
     idx = np.arange(start, start + length)
     if size == 1:
@@ -67,7 +71,10 @@ def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
 
 def extract_window(array: np.ndarray, top: int, left: int, height: int, width: int
                    ) -> np.ndarray:
-    """The ``height x width`` window at ``(top, left)`` of an (H, W, ...) array, mirrored."""
+    """The ``height x width`` window at ``(top, left)`` of an (H, W, ...) array, mirrored.
+
+    Used in notebook 08.
+    """
     size_y, size_x = array.shape[:2]
     if 0 <= top and top + height <= size_y and 0 <= left and left + width <= size_x:
         return array[top : top + height, left : left + width]  # inside: a plain slice
@@ -93,6 +100,8 @@ class TileDataset(Dataset):
     tiles_per_image : items per image and epoch (``len = tiles_per_image * len(samples)``).
     channels : 3 (RGB) or 1 (grey, the paper's single channel); see ``to_input``.
     seed : with the epoch and the index, fixes every crop and augmentation.
+
+    Built in notebook 08.
     """
 
     def __init__(self, samples: Sequence, out_size: int = 256, padding: str = "same",
