@@ -20,7 +20,8 @@ def trained(tmp_path_factory):
     code = main(["train", "--data", str(data), "--config", "practical", "--out", str(run),
                  "--set", "base_channels=4", "depth=2", "tile_size=32", "batch_size=4",
                  "tiles_per_epoch=8", "num_epochs=2", "num_workers=0", "val_fraction=0.2",
-                 "test_fraction=0.2", "channels_last=false", "best_above_chance=false"])
+                 "test_fraction=0.2", "channels_last=false", "best_above_chance=false",
+                 "split=random"])
     assert code == 0
     return data, run
 

@@ -182,3 +182,63 @@ def test_grey_input_and_empty_sample_lists(samples):
     assert ds[0]["image"].shape == (1, 32, 32)
     with pytest.raises(ValueError, match="at least one sample"):
         TileDataset([], out_size=32)
+
+
+@pytest.mark.parametrize("mode", ["raw", "percentile", "invert"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_training_tiles_see_what_prediction_sees(samples, mode, channels):
+    """The normalisation is measured on the whole image for tiles and for prediction alike."""
+    from unet_lesson.data import to_network_input
+
+    ds = TileDataset(samples, out_size=64, padding="same", tiles_per_image=2, seed=5,
+                     input_mode=mode, channels=channels)
+    for index in range(len(ds)):
+        which, top, left = ds.output_window(index)
+        whole = to_network_input(samples[which].image, mode, channels)  # what predict sees
+        expected = whole[:, top : top + 64, left : left + 64]
+        np.testing.assert_allclose(ds[index]["image"].numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_bright_background_tiles_are_inverted(samples):
+    stained = next(s for s in samples if s.image_id == "id1")
+    ds = TileDataset([stained], out_size=96, input_mode="invert", tiles_per_image=3)
+    for item in (ds[i] for i in range(len(ds))):
+        image, labels = item["image"].numpy().mean(0), item["labels"].numpy()
+        assert image[labels > 0].mean() > image[labels == 0].mean()  # nuclei bright now
+
+
+def test_scale_augmentation_keeps_image_and_labels_aligned():
+    """A zoomed tile still shows each nucleus where its label is (interior pixels exact)."""
+    from scipy import ndimage
+
+    labels = np.zeros((200, 240), dtype=np.int32)
+    for k, (r, c) in enumerate(np.ndindex(5, 6), start=1):  # 20x20 squares on a 40-px grid
+        labels[40 * r + 10 : 40 * r + 30, 40 * c + 10 : 40 * c + 30] = k
+    image = np.repeat((labels * 8 % 256).astype(np.uint8)[..., None], 3, axis=-1)
+    ds = TileDataset([(image, labels)], out_size=96, scale=(0.5, 2.0), tiles_per_image=12,
+                     seed=2)
+    areas = []
+    for index in range(len(ds)):
+        item = ds[index]
+        x, lab = item["image"].numpy()[0], item["labels"].numpy()
+        interior = (ndimage.minimum_filter(lab, 5) == ndimage.maximum_filter(lab, 5))
+        np.testing.assert_allclose(x[interior], (lab[interior] * 8 % 256) / 255, atol=1e-5)
+        inside = set(np.unique(lab)) - set(lab[0]) - set(lab[-1]) - set(lab[:, 0]) - set(
+            lab[:, -1]) - {0}
+        areas += [int((lab == k).sum()) for k in inside]
+    assert min(areas) < 250 and max(areas) > 650  # 400 px squares, zoomed by 0.5 to 2
+
+
+def test_colour_augmentation_changes_colours_only(samples):
+    from unet_lesson.data import ColourAugment
+
+    plain = TileDataset(samples, out_size=64, tiles_per_image=3, seed=4)
+    coloured = TileDataset(samples, out_size=64, tiles_per_image=3, seed=4,
+                           colour=ColourAugment(hed_p=1.0, hue_p=1.0, grey_p=0.5))
+    changed = 0
+    for index in range(len(plain)):
+        a, b = plain[index], coloured[index]
+        assert torch.equal(a["labels"], b["labels"])  # the same place, the same nuclei
+        changed += not torch.allclose(a["image"], b["image"])
+        assert 0.0 <= float(b["image"].min()) and float(b["image"].max()) <= 1.0
+    assert changed >= len(plain) - 1

@@ -24,7 +24,7 @@ def tiny_config(**changes):
     values = dict(base_channels=4, depth=2, tile_size=32, batch_size=4, tiles_per_epoch=8,
                   num_epochs=1, warmup_steps=2, num_workers=0, val_max_images=2,
                   val_fraction=0.2, test_fraction=0.2, channels_last=False,
-                  best_above_chance=False)
+                  best_above_chance=False, split="random")
     return preset("practical", **{**values, **changes})
 
 
@@ -165,3 +165,27 @@ def test_finish_writes_a_consistent_record(finished):
     assert json.loads((finished / "postprocess.json").read_text()) == metrics["postprocess"]
     assert run.postprocess().to_dict() == metrics["postprocess"]
     assert len(pd.read_csv(finished / "test_scores.csv")) == metrics["test"]["n_images"] == 2
+
+
+def test_the_default_group_split_holds_out_whole_groups(tmp_path_factory):
+    """Validation and test images come from acquisition groups training never sees; val_seen
+    keeps some images of the training groups, to show what a random split would report."""
+    root = tmp_path_factory.mktemp("groups") / "set"
+    make_synthetic_dsb(root, n_images=24, seed=0, progress=False)
+    samples = load_dsb_folder(root, cache=False, progress=False)
+    cfg = preset("practical", base_channels=4, depth=2, tile_size=32, tiles_per_epoch=4,
+                 batch_size=4, num_epochs=1, val_max_images=2, num_workers=0,
+                 channels_last=False, best_above_chance=False)
+    assert cfg.split == "group"
+    run = Run.create(tmp_path_factory.mktemp("run") / "r", cfg, root, samples)
+    splits = pd.read_csv(run.path("splits.csv"))
+    seen_groups = set(splits.loc[splits["split"].isin(["train", "val_seen"]), "group"])
+    for held_out in ("val", "test"):
+        groups = set(splits.loc[splits["split"] == held_out, "group"])
+        assert groups and not groups & seen_groups, held_out
+    assert set(splits.loc[splits["split"] == "val_seen", "group"]) <= set(
+        splits.loc[splits["split"] == "train", "group"])
+    run.train(samples)
+    metrics = run.finish(samples)
+    assert {"val", "val_seen", "test"} <= set(metrics) and metrics["split"] == "group"
+    assert metrics["val_seen"]["n_images"] == (splits["split"] == "val_seen").sum() > 0

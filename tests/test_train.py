@@ -25,7 +25,8 @@ def tiny_config(**changes):
     values = dict(base_channels=4, depth=2, tile_size=32, batch_size=4, tiles_per_epoch=8,
                   num_epochs=2, warmup_steps=2, num_workers=0, val_max_images=2,
                   val_fraction=0.2, test_fraction=0.2, channels_last=False,
-                  best_above_chance=False)  # a few steps of a width-4 net learn nothing
+                  # a few steps of a width-4 net learn nothing; 10 images are too few for groups
+                  best_above_chance=False, split="random")
     return preset("practical", **{**values, **changes})
 
 
@@ -168,7 +169,7 @@ def test_both_configurations_train(tiny_set, tmp_path, name):
     root, samples = tiny_set
     cfg = preset(name, base_channels=4, depth=2, tile_size=24, batch_size=2, tiles_per_epoch=4,
                  num_epochs=1, num_workers=0, val_max_images=1, val_fraction=0.2,
-                 test_fraction=0.2, warmup_steps=1)
+                 test_fraction=0.2, warmup_steps=1, split="random")
     history = Run.create(tmp_path, cfg, root, samples).train(samples)
     assert np.isfinite(history["train_loss"]).all() and history["val_dsb"].notna().all()
     net, cfg_loaded, _ = load_model(tmp_path / "last.pt", torch.device("cpu"))

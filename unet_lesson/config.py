@@ -34,9 +34,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .checks import check_choice, check_range
+from .data.normalise import INPUT_MODES
 from .model import UNetConfig
 
 TARGETS = ("binary", "three_class")
+SPLIT_KINDS = ("group", "random")
 LOSSES = ("weighted_ce", "ce", "ce_dice")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -69,10 +71,16 @@ class TrainConfig:
     predict_tile: int = 512  # prediction: the same, for overlap-tile prediction of whole images
     batch_size: int = 8
     tiles_per_epoch: int = 800  # random training tiles drawn per epoch
+    input_mode: str = "raw"  # "raw" (x/255), "percentile" or "invert" (data/normalise.py)
     elastic: bool = True  # the paper's elastic deformation (flips, rotations always on)
+    colour_augment: bool = False  # stain (HED), hue/saturation and grey jitter (data/colour.py)
+    quality_augment: bool = False  # contrast, blur and noise (data/colour.py)
+    scale_augment: float = 0.0  # zoom tiles by up to this factor or its inverse (0: off)
     num_workers: int = 2  # DataLoader worker processes
-    val_fraction: float = 0.15  # for model selection and post-processing (stratified split)
+    split: str = "group"  # "group": val and test hold out whole acquisition groups; "random"
+    val_fraction: float = 0.15  # for model selection and post-processing
     test_fraction: float = 0.15  # held out until the end: the reported score
+    seen_fraction: float = 0.1  # group split: training-group images kept out as "val_seen"
     # optimisation
     optimizer: str = "adamw"  # or "sgd" (the paper's, with momentum 0.99)
     lr: float = 1e-3
@@ -99,7 +107,8 @@ class TrainConfig:
         if isinstance(self.model, dict):
             self.model = UNetConfig(**self.model)
         for name, choices in [("target", TARGETS), ("loss", LOSSES),
-                              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]:
+                              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("input_mode", INPUT_MODES), ("split", SPLIT_KINDS)]:
             check_choice(name, getattr(self, name), choices)
         for f in fields(self):
             if f.name != "model":
@@ -107,6 +116,9 @@ class TrainConfig:
         for name, (low, high, low_open, high_open) in RANGES.items():
             check_range(name, getattr(self, name), low, high, low_open=low_open,
                         high_open=high_open)
+        if self.scale_augment and self.scale_augment <= 1:
+            raise ValueError(f"scale_augment is the largest zoom factor (tiles are zoomed by a "
+                             f"factor in [1/s, s]): 0 (off) or above 1, got {self.scale_augment}")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"val_fraction + test_fraction must be below 1 (some images must "
                              f"train), got {self.val_fraction} + {self.test_fraction}")
@@ -142,7 +154,8 @@ RANGES: dict[str, tuple] = {
     "dice_weight": (0, None, False, False),
     "tile_size": (1, None, False, False), "predict_tile": (1, None, False, False),
     "batch_size": (1, None, False, False), "tiles_per_epoch": (1, None, False, False),
-    "num_workers": (0, None, False, False),
+    "num_workers": (0, None, False, False), "seen_fraction": (0, 1, False, True),
+    "scale_augment": (0, 4, False, False),
     "val_fraction": (0, 1, True, True), "test_fraction": (0, 1, False, True),
     "lr": (0, None, True, False), "momentum": (0, 1, False, True),
     "weight_decay": (0, None, False, False), "warmup_steps": (0, None, False, False),

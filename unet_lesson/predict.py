@@ -12,7 +12,7 @@ never by the image size.
   zero-padding artefacts at tile borders.
 
 :func:`predict_image` is what training's validation, the evaluation and the command line call:
-the one preprocessing (:func:`unet_lesson.data.to_input`, as in training), then
+the one preprocessing (:func:`unet_lesson.data.to_network_input`, as in training), then
 :func:`predict_tiled` in the run's precision (:mod:`unet_lesson.precision`).
 
 Built in notebook 08 (the overlap-tile geometry); notebook 11 predicts with it.
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import env
-from .data import to_input
+from .data import to_network_input
 from .model import input_size_for_output, output_size
 from .precision import autocast, autocast_dtype
 
@@ -186,14 +186,15 @@ def predict_image(net: nn.Module, image: np.ndarray, cfg, device: torch.device |
                   tta: bool = False, batch_size: int = 4) -> np.ndarray:
     """(num_classes, H, W) probabilities for a uint8 (H, W, 3) image of any size.
 
-    The training preprocessing (``to_input``), then overlap-tile prediction with the run's
+    The training preprocessing (``to_network_input`` in the run's ``input_mode``, measured on
+    the whole image as the training tiles are), then overlap-tile prediction with the run's
     prediction tile (``cfg.predict_tile``) in the run's precision: what validation, evaluation
     and the command line use, so the network always sees what it was trained on.
 
     Not built in a notebook: :func:`predict_samples` and the command line call it.
     """
     device = device or next(net.parameters()).device
-    x = to_input(image, cfg.model.in_channels)  # (C, H, W), the training preprocessing
+    x = to_network_input(image, cfg.input_mode, cfg.model.in_channels)  # (C, H, W)
     return predict_tiled(net, x, tile_size=cfg.predict_tile, batch_size=batch_size,
                          device=device, amp_dtype=autocast_dtype(device, cfg.amp, cfg.amp_cpu),
                          tta=tta)

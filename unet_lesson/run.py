@@ -48,7 +48,6 @@ from .checkpoint import CheckpointError, load_checkpoint, load_model, save_check
 from .config import TrainConfig, apply_overrides, course_config, differences, from_dict
 from .data import (
     DataSource,
-    dataset_table,
     find_or_make_dataset,
     load_dsb_folder,
     load_splits,
@@ -62,7 +61,7 @@ FORMAT = "unet-lesson-run/1"
 RECORD = ("run.json", "config.json", "splits.csv", "history.csv", "last.pt", "best.pt")
 RESULTS = ("postprocess.json", "postprocess_grid.csv", "metrics.json", "test_scores.csv",
            "val_scores.csv", "curves.png", "comparison.png", "submission.csv")
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "val_seen")
 
 
 class RunError(RuntimeError):
@@ -101,12 +100,14 @@ class Run:
 
     @classmethod
     def create(cls, folder: str | Path, config: TrainConfig, data_root: str | Path, samples,
-               *, overwrite: bool = False) -> Run:
+               *, overwrite: bool = False, splits: pd.DataFrame | None = None) -> Run:
         """A new run of ``config`` on ``data_root`` (whose samples are ``samples``) in ``folder``.
 
         Refuses a folder holding another run unless ``overwrite`` (the old run is then removed
-        as one step), and a folder holding anything else. The split is made and checked
-        before anything is written.
+        as one step), and a folder holding anything else. The split is made
+        (:func:`~unet_lesson.data.training_split` with the config's ``split``) and checked
+        before anything is written; ``splits``: that split, already made for these samples
+        and this config (several runs on one data set, as in an ablation, share it).
         """
         folder, data_root = Path(folder), Path(data_root)
         files.remove_stale_temporaries(folder)
@@ -121,8 +122,11 @@ class Run:
             raise RunError(f"{folder} holds files that are not a run ({_listing(folder)}); "
                            f"choose an empty or new folder")
         try:
-            splits = training_split(dataset_table(samples), config.val_fraction,
-                                    config.test_fraction, seed=0)
+            if splits is None:
+                splits = training_split(samples, config.split, config.val_fraction,
+                                        config.test_fraction, config.seen_fraction, seed=0)
+            elif set(splits["image_id"]) != {s.image_id for s in samples}:
+                raise ValueError("the splits given do not list the samples' images")
         except ValueError as err:
             raise RunError(f"cannot start a run on {data_root}: {err}") from None
         if holds_run(folder):
@@ -208,7 +212,8 @@ class Run:
         return self.folder / name
 
     def split(self, samples) -> dict[str, list]:
-        """``{"train": [...], "val": [...], "test": [...]}``: ``samples`` by the run's split."""
+        """``{"train": [...], "val": [...], "test": [...], "val_seen": [...]}``: ``samples`` by
+        the run's split (``val_seen`` is empty for a random split)."""
         splits = load_splits(self.path("splits.csv"))
         which = dict(zip(splits["image_id"], splits["split"], strict=True))
         have = {s.image_id for s in samples}
@@ -303,7 +308,12 @@ class Run:
 
     def finish(self, samples, device: torch.device | None = None, tta: bool = False) -> dict:
         """Choose the post-processing on validation, score the test split once, write
-        ``metrics.json``, the score tables and the figures; returns the metrics."""
+        ``metrics.json``, the score tables and the figures; returns the metrics.
+
+        With a group split the metrics hold three scores: ``val`` (held-out groups: what
+        chose the checkpoint and the post-processing), ``val_seen`` (images of the training
+        groups the network did not train on: what a random split would report) and ``test``
+        (other held-out groups, scored once)."""
         device = device or env.pick_device()
         net = self.load_model(device)
         parts = self.split(samples)
@@ -319,16 +329,20 @@ class Run:
         scores = score_samples(held_out, probs, post)
         files.write_csv(self.path(f"{name}_scores.csv"), scores)
         history = self.history()
-        metrics = {
-            "reported_split": name, name: summarise(scores),
-            "val": summarise(score_samples(val, val_probs, post)),
-            "postprocess": post.to_dict(), "best_epoch": self.best_epoch(),
-            "epochs_trained": len(history),
+        metrics = {"reported_split": name, name: summarise(scores),
+                   "val": summarise(score_samples(val, val_probs, post))}
+        if parts["val_seen"]:
+            seen = parts["val_seen"]
+            seen_probs = predict_samples(net, seen, self.config, device, tta, desc="val_seen")
+            metrics["val_seen"] = summarise(score_samples(seen, seen_probs, post))
+        metrics.update({
+            "split": self.config.split, "postprocess": post.to_dict(),
+            "best_epoch": self.best_epoch(), "epochs_trained": len(history),
             "train_minutes": round(float(history["seconds"].sum()) / 60, 2),
             "evaluate_seconds": round(time.perf_counter() - started, 1),
             "device": env.describe(device)["device"], "tta": tta,
             "config": self.config.to_dict(),
-        }
+        })
         files.write_json(self.path("metrics.json"), metrics)
         self.save_figure("curves.png", plotting.plot_history(history))
         self.save_figure("comparison.png", plotting.comparison_figure(

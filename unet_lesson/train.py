@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from . import env
 from .checkpoint import rng_state, set_rng_state
 from .config import TrainConfig
-from .data import Augment, TileDataset
+from .data import Augment, ColourAugment, TileDataset
 from .evaluate import chance_scores, validation_scores
 from .losses import loss_function, make_targets
 from .model import UNet
@@ -157,6 +157,21 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
     return total / max(count, 1), reference
 
 
+def colour_augment(cfg: TrainConfig) -> ColourAugment | None:
+    """The colour and quality augmentations a config switches on (``None``: none).
+
+    ``colour_augment``: stain jitter in HED space (half the tiles), hue and saturation (half),
+    a grey tile (one in five). ``quality_augment``: contrast, blur and noise (a third each).
+
+    Not built in a notebook: :func:`training_tiles` uses it.
+    """
+    if not (cfg.colour_augment or cfg.quality_augment):
+        return None
+    colour = dict(hed_p=0.5, hue_p=0.5, grey_p=0.2) if cfg.colour_augment else {}
+    quality = dict(contrast_p=0.3, blur_p=0.3, noise_p=0.3) if cfg.quality_augment else {}
+    return ColourAugment(**colour, **quality)
+
+
 def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
     """Augmented random tiles of the training images, with the config's targets.
 
@@ -164,11 +179,13 @@ def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
     """
     target_fn = partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0,
                         sigma=cfg.sigma)
+    scale = (1 / cfg.scale_augment, cfg.scale_augment) if cfg.scale_augment else None
     return TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.model.padding,
                        depth=cfg.model.depth, augment=Augment(elastic=cfg.elastic),
                        target_fn=target_fn,
                        tiles_per_image=math.ceil(cfg.tiles_per_epoch / len(train_set)),
-                       channels=cfg.model.in_channels, seed=cfg.seed)
+                       channels=cfg.model.in_channels, seed=cfg.seed,
+                       input_mode=cfg.input_mode, colour=colour_augment(cfg), scale=scale)
 
 
 def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> DataLoader:

@@ -3,14 +3,20 @@
 One subpackage, one module per idea (read them in this order):
 
 * :mod:`.dsb` - the competition layout, the reader, mask merging (the overlap rule) and
-  :func:`to_input`, the one preprocessing shared by training and prediction;
+  :func:`to_input` (x / 255, the plain input of the lessons);
+* :mod:`.normalise` - :func:`to_network_input`, the input modes a run chooses from (raw,
+  per-image percentiles, inversion of bright backgrounds): the one preprocessing shared by
+  training and prediction;
 * :mod:`.cache` - the label cache that makes a second read of the real set take seconds;
 * :mod:`.synthetic` - the synthetic default data set, written in the same layout;
 * :mod:`.locate` - :func:`find_or_make_dataset`: real data when present, else synthetic;
 * :mod:`.download` - Kaggle or the Broad's BBBC038 copy, verified and unpacked safely;
 * :mod:`.table` - a pandas table of the set, the modality rule, seeded stratified splits;
+* :mod:`.groups` - acquisition groups and the group split that predicts the test score;
 * :mod:`.augment` - the paper's elastic deformation, flips, rotations, grey values (sec. 3.1);
-* :mod:`.tiles` - the overlap-tile geometry (sec. 2) as a torch ``Dataset`` of training tiles.
+* :mod:`.colour` - stain, colour, quality and scale augmentations (not in the paper);
+* :mod:`.tiles` - the overlap-tile geometry (sec. 2) as a torch ``Dataset`` of training tiles;
+* :mod:`.batch_augment` - the paper's augmentations on a whole batch, on the training device.
 """
 
 from .augment import (
@@ -22,6 +28,7 @@ from .augment import (
     grey_values,
     warp,
 )
+from .colour import ColourAugment
 from .download import (
     BBBC038_URL,
     COMPETITION,
@@ -41,7 +48,9 @@ from .dsb import (
     read_image,
     to_input,
 )
+from .groups import acquisition_groups, group_split, image_features, training_split
 from .locate import DataSource, dsb_dir, find_or_make_dataset, real_dsb_root, synthetic_root
+from .normalise import INPUT_MODES, input_stats, normalise, to_network_input
 from .stage1_test import load_labelled, load_labelled_test_set
 from .synthetic import (
     MODALITIES,
@@ -58,7 +67,6 @@ from .table import (
     save_splits,
     size_class,
     stratified_split,
-    training_split,
 )
 from .tiles import TileDataset, extract_window, mirror_indices, tile_sizes
 
@@ -72,7 +80,9 @@ __all__ = [
     "DataSource", "dsb_dir", "find_or_make_dataset", "real_dsb_root", "synthetic_root",
     "MODALITIES", "make_synthetic_dsb", "read_synthetic_manifest", "synthetic_sample",
     "dataset_table", "default_split_path", "load_splits", "make_splits", "modality_of",
-    "save_splits", "size_class", "stratified_split", "training_split",
+    "save_splits", "size_class", "stratified_split",
     "load_labelled", "load_labelled_test_set",
     "TileDataset", "extract_window", "mirror_indices", "tile_sizes",
+    "ColourAugment", "acquisition_groups", "group_split", "image_features", "training_split",
+    "INPUT_MODES", "input_stats", "normalise", "to_network_input",
 ]

@@ -37,7 +37,7 @@ DARK_BACKGROUND = 128  # median grey level below which the background counts as 
 COLOUR_THRESHOLD = 2.0  # mean |channel - grey| above which an image counts as coloured
 # image area (pixels) below which an image is "small", then "medium"; above, "large"
 SIZE_CLASSES = ((100_000, "small"), (400_000, "medium"), (float("inf"), "large"))
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "val_seen")  # val_seen: see groups.training_split
 
 
 def modality_of(image: np.ndarray) -> str:
@@ -209,26 +209,4 @@ def make_splits(table: pd.DataFrame, path: str | Path, val_fraction: float = 0.2
         return splits
     splits = stratified_split(table, val_fraction, test_fraction, seed)
     save_splits(splits, path)
-    return splits
-
-
-def training_split(table: pd.DataFrame, val_fraction: float, test_fraction: float,
-                   seed: int = 0) -> pd.DataFrame:
-    """The split a training run uses: :func:`stratified_split`, refused (with nothing written
-    anywhere) when it leaves no training or no validation image.
-
-    Deterministic for the same images, fractions and seed, so two runs on one data set use
-    the same split; each run saves its own copy (``splits.csv`` in the run folder).
-
-    Not built in a notebook: the run folder (:class:`~unet_lesson.run.Run`) splits with it.
-    """
-    splits = stratified_split(table, val_fraction, test_fraction, seed)
-    counts = splits["split"].value_counts()
-    if counts.get("train", 0) == 0 or counts.get("val", 0) == 0:
-        raise ValueError(
-            f"{len(table)} image(s) are too few for a training and a validation split "
-            f"(val_fraction {val_fraction}, test_fraction {test_fraction} give "
-            f"{counts.get('train', 0)} training and {counts.get('val', 0)} validation images); "
-            f"add images or change the fractions"
-        )
     return splits

@@ -11,11 +11,20 @@ extrapolated by mirroring the input image". :class:`TileDataset` yields exactly 
   any part of the input window outside the image is mirrored;
 * ``padding="same"``: input and targets of the same size.
 
-Each item is a dict of tensors: ``"image"`` float32 (C, in, in) made by
-:func:`~unet_lesson.data.to_input` (the one preprocessing), ``"labels"`` int64 (out, out) the
-nuclei ids, and whatever ``target_fn(labels_in)`` returns (for
-example the paper's weight map), computed on the input-sized labels, so distances see the
-nuclei in the context, then cropped to the output size.
+Each item is a dict of tensors: ``"image"`` float32 (C, in, in) in the run's input mode (the
+whole image's statistics applied to the window, :func:`~unet_lesson.data.normalise.normalise`:
+what prediction sees), ``"labels"`` int64 (out, out) the nuclei ids, and whatever
+``target_fn(labels_in)`` returns (for example the paper's weight map), computed on the
+input-sized labels, so distances see the nuclei in the context, then cropped to the output
+size.
+
+An item is made in this order: cut the window (a little larger or smaller when the scale is
+augmented), colour augmentations on its RGB values (:mod:`~unet_lesson.data.colour`), the
+input normalisation, the change of scale, then the paper's augmentations
+(:func:`~unet_lesson.data.augment.augment_window`: elastic deformation, flips and rotations,
+grey values). With ``augment=None`` and a ``margin``, items are plain windows ``margin`` pixels
+larger on every side, for augmentation on the training device
+(:mod:`~unet_lesson.data.batch_augment`).
 
 Crops and augmentations are drawn from ``np.random.default_rng([seed, epoch, index])``: an item
 is the same whichever DataLoader worker makes it; :meth:`TileDataset.set_epoch` draws new ones.
@@ -31,7 +40,8 @@ from torch.utils.data import Dataset
 
 from ..model import center_crop, input_size_for_output, output_size
 from .augment import Augment, augment_window
-from .dsb import to_input
+from .colour import ColourAugment, apply_colour, rescale
+from .normalise import input_stats, normalise
 
 
 def tile_sizes(out_size: int, padding: str = "valid", depth: int = 4) -> tuple[int, int]:
@@ -98,8 +108,16 @@ class TileDataset(Dataset):
     target_fn : ``labels_in (in, in) int64 -> dict[str, np.ndarray]`` of extra targets with
         (..., in, in) arrays; they are cropped to (..., out, out).
     tiles_per_image : items per image and epoch (``len = tiles_per_image * len(samples)``).
-    channels : 3 (RGB) or 1 (grey, the paper's single channel); see ``to_input``.
+    channels : 3 (RGB) or 1 (grey, the paper's single channel).
     seed : with the epoch and the index, fixes every crop and augmentation.
+    input_mode : how pixels become inputs (:data:`~unet_lesson.data.normalise.INPUT_MODES`),
+        measured once on each whole image.
+    colour : a :class:`~unet_lesson.data.colour.ColourAugment` (stain, hue, grey, contrast,
+        blur, noise), or ``None``.
+    scale : ``(low, high)``: zoom each tile by a factor drawn log-uniformly in that range
+        (a change of magnification), or ``None``.
+    margin : pixels of extra window on every side when ``augment`` is ``None`` (for
+        augmentation on the device); with ``augment`` it is ``augment.margin()``.
 
     Built in notebook 08.
     """
@@ -107,11 +125,24 @@ class TileDataset(Dataset):
     def __init__(self, samples: Sequence, out_size: int = 256, padding: str = "same",
                  depth: int = 4, augment: Augment | bool | None = None,
                  target_fn: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
-                 tiles_per_image: int = 1, channels: int = 3, seed: int = 0):
+                 tiles_per_image: int = 1, channels: int = 3, seed: int = 0,
+                 input_mode: str = "raw", colour: ColourAugment | None = None,
+                 scale: tuple[float, float] | None = None, margin: int = 0):
         self.pairs = [(s.image, s.labels) if hasattr(s, "labels") else (s[0], s[1])
                       for s in samples]
         if not self.pairs:
             raise ValueError("TileDataset needs at least one sample")
+        # each image's normalisation, measured on the whole image (as prediction does)
+        self.stats = [input_stats(image, input_mode, channels) for image, _ in self.pairs]
+        if scale is not None and not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0 pixels, got {margin}")
+        if margin and not augment and target_fn is not None:
+            raise ValueError("plain windows (margin without augment) are augmented on the "
+                             "device, and their targets computed after that: pass "
+                             "target_fn=None")
+        self.input_mode, self.colour, self.scale = input_mode, colour, scale
         self.in_size, self.out_size = tile_sizes(out_size, padding, depth)
         self.context = (self.in_size - self.out_size) // 2  # pixels of context on each side
         self.padding, self.depth = padding, depth
@@ -121,6 +152,7 @@ class TileDataset(Dataset):
         self.channels = channels
         self.seed = seed
         self.epoch = 0
+        self.margin = self.augment.margin() if self.augment else margin
 
     def __len__(self) -> int:
         return len(self.pairs) * self.tiles_per_image
@@ -149,16 +181,24 @@ class TileDataset(Dataset):
         # a second generator for the augmentation, so crops do not depend on the augmentation
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         image, labels = self.pairs[which]
-        margin = self.augment.margin() if self.augment else 0
-        start = self.context + margin
-        size = self.in_size + 2 * margin
-        window = extract_window(image, top - start, left - start, size, size)  # (s, s, 3)
-        labels_in = extract_window(labels, top - start, left - start, size, size)  # (s, s)
-        x = to_input(window, self.channels)  # (C, s, s) float32
+        size = self.in_size + 2 * self.margin  # the window the augmentations need
+        factor = float(np.exp(rng.uniform(*np.log(self.scale)))) if self.scale else 1.0
+        source = size if factor == 1.0 else int(np.ceil(size / factor)) + 1
+        start = self.context + self.margin + (source - size) // 2
+        window = extract_window(image, top - start, left - start, source, source)  # (s, s, 3)
+        labels_in = extract_window(labels, top - start, left - start, source, source)
+        values = np.moveaxis(window, -1, 0).astype(np.float32)  # (3, s, s) in 0..255
+        if self.colour is not None:
+            values = 255.0 * apply_colour(values / 255.0, rng, self.colour)
+        x = normalise(values, self.stats[which], self.channels)  # (C, s, s)
+        if factor != 1.0:
+            x, labels_in = rescale(x, labels_in, factor)  # >= size: cut the middle
+            x, labels_in = center_crop(x, size, size), center_crop(labels_in, size, size)
         if self.augment:
-            x, labels_in = augment_window(x, labels_in, rng, self.augment, margin)
-        labels_in = labels_in.astype(np.int64)  # (in, in)
-        labels_out = center_crop(labels_in, self.out_size, self.out_size)  # (out, out)
+            x, labels_in = augment_window(x, labels_in, rng, self.augment, self.margin)
+        labels_in = labels_in.astype(np.int64)  # (in, in), or (s, s) for plain windows
+        labels_out = center_crop(labels_in, self.out_size, self.out_size) if self.augment \
+            or not self.margin else labels_in  # (out, out)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "labels": torch.from_numpy(np.ascontiguousarray(labels_out)),
