@@ -19,6 +19,7 @@ written; this module only knows the file format. Notebook 10 looks inside a chec
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 from . import env
 from .config import from_dict
 from .files import atomic_write
-from .model import UNet
+from .model import build_model
 
 FORMAT = "unet-lesson-checkpoint/1"
 
@@ -145,6 +146,7 @@ def load_model(path: str | Path, device: torch.device | None = None):
     device = device or env.pick_device()
     state = load_checkpoint(path, map_location=device)
     cfg = from_dict(state["train_config"])
-    net = UNet(cfg.model).to(device)
+    # the weights come from the checkpoint: no fetching of pre-trained ones first
+    net = build_model(replace(cfg.model, pretrained=False)).to(device)
     net.load_state_dict(state["model"])
     return net.eval(), cfg, state

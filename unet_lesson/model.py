@@ -169,6 +169,9 @@ class Up(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+ARCHS = ("unet", "unet++", "attention_unet", "ternausnet11")
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Everything that defines a :class:`UNet`: the one description of the network.
@@ -188,6 +191,10 @@ class UNetConfig:
     batch_norm: bool = False  # not in the paper
     up_mode: str = "transpose"  # "transpose" (paper's up-convolution) or "bilinear"
     dropout: float = 0.5  # drop-out at the end of the contracting path (rate not in the paper)
+    # beyond the U-Net (unet_lesson/variants.py, notebook 12): which network, and its options
+    arch: str = "unet"  # "unet", or "unet++", "attention_unet", "ternausnet11"
+    deep_supervision: bool = False  # unet++ only: a 1x1 head on every top node X^{0,j}
+    pretrained: bool = False  # ternausnet11 only: the encoder starts from VGG11 ImageNet weights
 
     def __post_init__(self):
         check_choice("padding", self.padding, PADDINGS)
@@ -203,6 +210,19 @@ class UNetConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
             raise TypeError(f"dropout must be a number, got {self.dropout!r}")
         object.__setattr__(self, "dropout", float(self.dropout))
+        check_choice("arch", self.arch, ARCHS)
+        for name in ("deep_supervision", "pretrained"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.arch == "unet" and (self.deep_supervision or self.pretrained):
+            raise ValueError("deep_supervision (arch='unet++') and pretrained "
+                             "(arch='ternausnet11') are options of the variants; the U-Net has "
+                             "one head and no pre-trained encoder")
+        if self.arch != "unet":
+            from .variants import check_variant  # the variants' own rules live beside them
+
+            check_variant(self)
         check_range("in_channels", self.in_channels, 1)
         check_range("num_classes", self.num_classes, 1)
         check_range("base_channels", self.base_channels, 1)
@@ -238,6 +258,9 @@ class UNet(nn.Module):
         config = config if config is not None else UNetConfig(**fields)
         if not isinstance(config, UNetConfig):
             raise TypeError(f"config must be a UNetConfig, got {type(config).__name__}")
+        if config.arch != "unet":
+            raise ValueError(f"arch={config.arch!r} is not the U-Net: build it with "
+                             f"unet_lesson.model.build_model(config)")
         self.config = config
         c = config
         widths = [c.base_channels * 2**i for i in range(c.depth + 1)]  # 64, 128, 256, 512, 1024
@@ -297,6 +320,19 @@ class UNet(nn.Module):
     def input_size_for_output(self, out_size: int) -> int:
         """Smallest legal tile whose output covers ``out_size`` pixels."""
         return input_size_for_output(out_size, self.config.depth, self.config.padding)
+
+
+def build_model(config: UNetConfig) -> nn.Module:
+    """The network a :class:`UNetConfig` describes: :class:`UNet`, or for another ``arch`` one
+    of the variants of :mod:`unet_lesson.variants` (UNet++, Attention U-Net, TernausNet11).
+
+    Not built in a notebook: training and checkpoints build every network through it.
+    """
+    if config.arch == "unet":
+        return UNet(config)
+    from .variants import build_variant  # the variants build on this module's blocks
+
+    return build_variant(config)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
