@@ -223,3 +223,39 @@ def test_training_and_validation_run_in_the_same_precision(tiny_set, monkeypatch
     fit(tiny_config(num_epochs=1, amp_cpu=True), samples[:6], samples[6:8],
         device=torch.device("cpu"))
     assert len(seen) > 2 and set(seen) == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("name", ["practical", "paper"])
+def test_augmentation_on_the_device_trains_and_resumes_exactly(tiny_set, tmp_path, name):
+    """augment_on_device: the DataLoader cuts windows, the batch is deformed and its targets
+    made on the device (the weight map on the CPU, after the deformation)."""
+    root, samples = tiny_set
+    cfg = tiny_config(augment_on_device=True, num_epochs=2, dropout=0.2)
+    if name == "paper":
+        cfg = preset("paper", **{k: v for k, v in flatten_tiny().items()},
+                     augment_on_device=True, num_epochs=2)
+    Run.create(tmp_path / "straight", cfg, root, samples).train(samples)
+    Run.create(tmp_path / "broken", cfg, root, samples).train(samples, until_epoch=0)
+    history = Run.resume(tmp_path / "broken").train(samples)
+    assert np.isfinite(history["train_loss"]).all() and len(history) == 2
+    for key, value in _weights(tmp_path / "straight" / "last.pt").items():
+        assert torch.equal(value, _weights(tmp_path / "broken" / "last.pt")[key]), key
+
+
+def flatten_tiny() -> dict:
+    """The tiny sizes for a paper (valid padding) run."""
+    return dict(base_channels=4, depth=2, tile_size=24, batch_size=2, tiles_per_epoch=4,
+                num_workers=0, val_max_images=1, val_fraction=0.2, test_fraction=0.2,
+                warmup_steps=1, split="random", best_above_chance=False, channels_last=False)
+
+
+def test_device_targets_equal_the_per_tile_ones():
+    """The three-class target made on the device after the deformation is the numpy one."""
+    from unet_lesson.data.batch_augment import three_class_target_batch
+    from unet_lesson.toy import synthetic_nuclei
+
+    labels = np.stack([synthetic_nuclei((48, 48), 8, seed=s) for s in range(3)])
+    device = three_class_target_batch(torch.from_numpy(labels.astype(np.int64))).numpy()
+    for tile, target in zip(labels, device, strict=True):
+        np.testing.assert_array_equal(target, make_targets(tile, "three_class", "ce_dice",
+                                                           10.0, 5.0)["target"])

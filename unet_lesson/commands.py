@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import env, files, plotting
+from . import distributed, env, files, plotting
 from .config import course_config, load_config
 from .data import find_or_make_dataset, load_dsb_folder, load_labelled, read_dsb_image
 from .data.dsb import sample_folders
@@ -65,22 +65,33 @@ def download(args) -> int:
 def train(args) -> int:
     """Create (or ``--resume``) a run, train it, then score it on its held-out images.
 
+    Under ``torchrun`` every process runs this; rank 0 alone makes the run folder, writes
+    and finishes, the others train their share (:mod:`unet_lesson.distributed`).
+
     Not built in a notebook: the command line, ``python -m unet_lesson train``.
     """
     start = time.perf_counter()
-    device = env.pick_device(args.device)
+    device = distributed.init(env.pick_device(args.device))
+    main = distributed.is_main()
     if args.resume:  # checked before the data is read: a refusal costs no time
         config = load_config(args.config) if args.config else None
-        run = Run.resume(args.out, config, args.set, data_root=args.data)
+        run = Run.resume(args.out, config, args.set, data_root=args.data, sweep=main)
         samples = load_dsb_folder(args.data)
     else:
         config = load_config(args.config or "practical", args.set)
         samples = load_dsb_folder(args.data)
-        run = Run.create(args.out, config, args.data, samples, overwrite=args.overwrite)
-    print(f"training on {len(samples)} images of {args.data} with {device}; run folder {args.out}")
+        run = Run.create(args.out, config, args.data, samples,
+                         overwrite=args.overwrite) if main else None
+    distributed.barrier()  # the others open the run rank 0 made
+    run = run or Run.open(args.out, sweep=False)
+    if main:
+        print(f"training on {len(samples)} images of {args.data} with {device} "
+              f"({distributed.world_size()} process(es)); run folder {args.out}")
     run.train(samples, device, time_limit_s=args.minutes * 60 if args.minutes else None)
-    print(format_metrics(run.finish(samples, device)))
-    print(f"done in {_elapsed(start)}; metrics, curves and comparison figure in {args.out}")
+    if main:
+        print(format_metrics(run.finish(samples, device)))
+        print(f"done in {_elapsed(start)}; metrics, curves and comparison figure in {args.out}")
+    distributed.shutdown()
     return 0
 
 

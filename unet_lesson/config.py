@@ -73,6 +73,8 @@ class TrainConfig:
     tiles_per_epoch: int = 800  # random training tiles drawn per epoch
     input_mode: str = "raw"  # "raw" (x/255), "percentile" or "invert" (data/normalise.py)
     elastic: bool = True  # the paper's elastic deformation (flips, rotations always on)
+    augment_on_device: bool = False  # the paper's augmentations on the batch, on the training
+    # device (data/batch_augment.py): the DataLoader then only cuts windows (for a GPU)
     colour_augment: bool = False  # stain (HED), hue/saturation and grey jitter (data/colour.py)
     quality_augment: bool = False  # contrast, blur and noise (data/colour.py)
     scale_augment: float = 0.0  # zoom tiles by up to this factor or its inverse (0: off)
@@ -210,8 +212,8 @@ def course_config(kind: str = "practical", device=None) -> TrainConfig:
     cpu = PRESETS["demo"] if kind == "practical" else dict(
         base_channels=16, tile_size=100, batch_size=4, tiles_per_epoch=160, num_epochs=12,
         val_max_images=24, num_workers=0, lr=0.01)
-    gpu = dict(num_epochs=30, tiles_per_epoch=2000, num_workers=4) if kind == "practical" \
-        else dict(num_epochs=30, num_workers=4)
+    gpu = dict(num_epochs=30, tiles_per_epoch=2000, num_workers=4, augment_on_device=True) \
+        if kind == "practical" else dict(num_epochs=30, num_workers=4, augment_on_device=True)
     sized = env.by_mode(fast=fast, cpu=cpu, gpu=gpu, device=device)
     return preset(kind, **sized)
 

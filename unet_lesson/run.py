@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import __version__, env, files, plotting
+from . import __version__, distributed, env, files, plotting
 from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, apply_overrides, course_config, differences, from_dict
 from .data import (
@@ -140,8 +140,11 @@ class Run:
         return cls(folder, config, data_root)
 
     @classmethod
-    def open(cls, folder: str | Path) -> Run:
-        """An existing run, to train further, evaluate or predict with."""
+    def open(cls, folder: str | Path, sweep: bool = True) -> Run:
+        """An existing run, to train further, evaluate or predict with.
+
+        ``sweep``: remove the temporary files an interrupted write left (not in the other
+        processes of a ``torchrun`` job: rank 0 may be writing)."""
         folder = Path(folder)
         if not (folder / "run.json").is_file() or not (folder / "config.json").is_file():
             what = "a run of an older unet-lesson (no run.json)" if holds_run(folder) else \
@@ -149,7 +152,8 @@ class Run:
             raise RunError(f"{folder} holds {what}: train one there with `python -m "
                            f"unet_lesson train --out {folder}` (add --overwrite to replace an "
                            f"old one)")
-        files.remove_stale_temporaries(folder)
+        if sweep:
+            files.remove_stale_temporaries(folder)
         info = json.loads((folder / "run.json").read_text())
         if info.get("format") != FORMAT:
             raise RunError(f"{folder / 'run.json'} is not a unet-lesson run record "
@@ -159,7 +163,8 @@ class Run:
 
     @classmethod
     def resume(cls, folder: str | Path, config: TrainConfig | None = None,
-               overrides: list[str] | None = None, data_root: str | Path | None = None) -> Run:
+               overrides: list[str] | None = None, data_root: str | Path | None = None,
+               sweep: bool = True) -> Run:
         """The run in ``folder``, to continue training it exactly.
 
         ``config`` (default: the saved one) with ``overrides`` applied must equal the saved
@@ -167,7 +172,7 @@ class Run:
         given, must be the run's data. Any difference is refused with each one named, and
         nothing is written.
         """
-        run = cls.open(folder)
+        run = cls.open(folder, sweep)
         wanted = apply_overrides(config or run.config, list(overrides or []))
         changed = differences(run.config, wanted)
         if changed:
@@ -246,11 +251,13 @@ class Run:
         if self.path("last.pt").exists():
             state = load_checkpoint(self.path("last.pt"),
                                     expected_model_config=asdict(self.config.model))
-            files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
-        else:  # a run that never finished an epoch starts from the beginning
-            for name in ("history.csv", "best.pt"):
-                self.path(name).unlink(missing_ok=True)
-        self.clear_results()
+        if distributed.is_main():  # under torchrun the others only read
+            if state is not None:  # repairs a history a crash left one epoch behind
+                files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
+            else:  # a run that never finished an epoch starts from the beginning
+                for name in ("history.csv", "best.pt"):
+                    self.path(name).unlink(missing_ok=True)
+            self.clear_results()
         return fit(self.config, parts["train"], parts["val"], device=device,
                    resume_from=state, on_epoch=self._save_epoch, until_epoch=until_epoch,
                    time_limit_s=time_limit_s)
@@ -261,6 +268,11 @@ class Run:
         if is_best:
             save_checkpoint(self.path("best.pt"), **state)
         files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
+        scores = "" if row["val_dsb"] is None else (f", validation Dice {row['val_dice']:.3f}, "
+                                                    f"DSB {row['val_dsb']:.3f}")
+        print(f"epoch {row['epoch']}/{self.config.num_epochs}: loss {row['train_loss']:.4f}"
+              f"{scores} ({row['seconds']:.0f} s); saved last.pt{' and best.pt' * is_best}",
+              flush=True)
 
     def clear_results(self) -> None:
         """Remove what was computed from an older state of the network."""

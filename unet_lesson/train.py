@@ -27,26 +27,28 @@ from functools import partial
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
-from . import env
+from . import distributed, env, model
 from .checkpoint import rng_state, set_rng_state
 from .config import TrainConfig
 from .data import Augment, ColourAugment, TileDataset
+from .data.batch_augment import BatchAugment, targets_on_cpu, three_class_target_batch
 from .evaluate import chance_scores, validation_scores
 from .losses import loss_function, make_targets
-from .model import UNet
+from .model import center_crop
 from .precision import autocast, autocast_dtype, grad_scaler
 
 DIVERGENCE_FACTOR = 100.0  # a loss this many times its first value means training diverged
 
 
-def build_model(cfg: TrainConfig, device: torch.device) -> UNet:
-    """The run's network on ``device`` (channels_last when the config asks).
+def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The run's network (:func:`unet_lesson.model.build_model` of ``cfg.model``: the U-Net or
+    a variant) on ``device``, channels_last when the config asks.
 
     Used in notebook 10.
     """
-    net = UNet(cfg.model).to(device)
+    net = model.build_model(cfg.model).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
@@ -82,11 +84,12 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
 
 
 def steps_per_epoch(cfg: TrainConfig) -> int:
-    """Optimiser steps per epoch: ``tiles_per_epoch // batch_size``, at least 1.
+    """Optimiser steps per epoch: ``tiles_per_epoch // batch_size``, at least 1 (per process,
+    when several share the epoch's tiles).
 
     Not built in a notebook: :func:`fit` calls it.
     """
-    return max(1, cfg.tiles_per_epoch // cfg.batch_size)
+    return max(1, cfg.tiles_per_epoch // distributed.world_size() // cfg.batch_size)
 
 
 class DivergenceError(FloatingPointError):
@@ -120,11 +123,13 @@ def check_loss(loss: torch.Tensor, reference: float | None, epoch: int, step: in
 
 def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: TrainConfig,
                     device: torch.device, epoch: int, step_net=None,
-                    reference: float | None = None) -> tuple[float, float]:
+                    reference: float | None = None,
+                    on_device: DeviceAugmentation | None = None) -> tuple[float, float]:
     """One pass over ``loader``; returns ``(mean training loss, reference loss)``.
 
     ``reference`` is the run's first loss (the divergence check compares with it); ``None``
-    on the very first step, which then sets it.
+    on the very first step, which then sets it. ``on_device``: augmentations and targets
+    made on the device from each batch of windows.
 
     Built in notebook 10.
     """
@@ -135,12 +140,17 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
     bar = env.progress(loader, desc=f"epoch {epoch + 1}", leave=False)
     for step, batch in enumerate(bar):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if on_device is not None:
+            batch = on_device(batch)
         images = batch["image"]  # (B, C, H_in, W_in)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            logits = step_net(images)  # (B, K, H_out, W_out)
-        loss = loss_fn(logits.float(), batch)
+            if cfg.model.deep_supervision:  # UNet++: the mean of every head's loss
+                heads = net.head_logits(images)  # [(B, K, H_out, W_out), ...]
+            else:
+                heads = [step_net(images)]  # (B, K, H_out, W_out)
+        loss = torch.stack([loss_fn(logits.float(), batch) for logits in heads]).mean()
         check_loss(loss, reference, epoch, step, scheduler.get_last_lr()[0], cfg)
         reference = loss.item() if reference is None else reference
         optimizer.zero_grad(set_to_none=True)
@@ -173,43 +183,96 @@ def colour_augment(cfg: TrainConfig) -> ColourAugment | None:
 
 
 def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
-    """Augmented random tiles of the training images, with the config's targets.
+    """Augmented random tiles of the training images, with the config's targets; with
+    ``augment_on_device``, plain windows (the margin the deformation needs, no targets yet).
 
     Not built in a notebook: :func:`fit` calls it.
     """
-    target_fn = partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0,
-                        sigma=cfg.sigma)
+    augment = Augment(elastic=cfg.elastic)
+    on_device = cfg.augment_on_device
     scale = (1 / cfg.scale_augment, cfg.scale_augment) if cfg.scale_augment else None
     return TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.model.padding,
-                       depth=cfg.model.depth, augment=Augment(elastic=cfg.elastic),
-                       target_fn=target_fn,
+                       depth=cfg.model.depth, augment=None if on_device else augment,
+                       target_fn=None if on_device else target_function(cfg),
                        tiles_per_image=math.ceil(cfg.tiles_per_epoch / len(train_set)),
                        channels=cfg.model.in_channels, seed=cfg.seed,
-                       input_mode=cfg.input_mode, colour=colour_augment(cfg), scale=scale)
+                       input_mode=cfg.input_mode, colour=colour_augment(cfg), scale=scale,
+                       margin=augment.margin() if on_device else 0)
+
+
+def target_function(cfg: TrainConfig):
+    """``labels_in -> {"target": ..., ("weight": ...)}`` for this config (picklable)."""
+    return partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0, sigma=cfg.sigma)
+
+
+class DeviceAugmentation:
+    """The paper's augmentations and the targets, made on the batch after it reached the
+    training device (``augment_on_device``), from the windows of :func:`training_tiles`.
+
+    The three-class target has a device version; the paper's weight map (distance transforms)
+    is computed per tile on the CPU after the deformation. Seeded per epoch, so a resumed run
+    draws what an unbroken one draws.
+    """
+
+    def __init__(self, cfg: TrainConfig, tiles: TileDataset):
+        self.cfg, self.margin, self.out_size = cfg, tiles.margin, tiles.out_size
+        self.augment = BatchAugment(Augment(elastic=cfg.elastic), torch.Generator())
+        self.target_fn = target_function(cfg)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.augment.generator.manual_seed(self.cfg.seed * 1_000_003 + epoch + 500_009)
+
+    def __call__(self, batch: dict) -> dict:
+        images, labels = self.augment(batch["image"], batch["labels"], self.margin)
+        if self.cfg.target == "three_class" and self.cfg.loss != "weighted_ce":
+            targets = {"target": three_class_target_batch(labels)}  # (B, in, in)
+        else:
+            targets = targets_on_cpu(labels, self.target_fn)
+
+        def crop(t):  # input size -> output size (valid padding); same padding: unchanged
+            return center_crop(t, self.out_size, self.out_size)
+
+        return {"image": images, "labels": crop(labels),
+                **{name: crop(value) for name, value in targets.items()}}
+
+
+def epoch_tiles(n: int, cfg: TrainConfig, epoch: int) -> list[int]:
+    """The indices of this epoch's ``tiles_per_epoch`` tiles (of ``n``) in a seeded order, the
+    same on a resumed run as on an unbroken one; with several processes, this one's share
+    (every ``world_size``-th, from its rank: no tile twice).
+
+    Not built in a notebook: :func:`train_loader` calls it.
+    """
+    order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    rounds = -(-cfg.tiles_per_epoch // n)
+    chosen = torch.cat([torch.randperm(n, generator=order) for _ in range(rounds)])
+    return chosen[: cfg.tiles_per_epoch][distributed.rank()::distributed.world_size()].tolist()
 
 
 def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> DataLoader:
-    """This epoch's tiles in a seeded order: the same on a resumed run as on an unbroken one.
+    """This epoch's tiles (:func:`epoch_tiles`) in batches.
 
     Not built in a notebook: :func:`fit` calls it.
     """
     dataset.set_epoch(epoch)
-    order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    sampler = RandomSampler(dataset, num_samples=cfg.tiles_per_epoch, generator=order)
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                      num_workers=cfg.num_workers, drop_last=len(sampler) >= cfg.batch_size,
-                      pin_memory=device.type == "cuda", generator=order)
+    tiles = epoch_tiles(len(dataset), cfg, epoch)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=tiles,
+                      num_workers=cfg.num_workers, drop_last=len(tiles) >= cfg.batch_size,
+                      pin_memory=device.type == "cuda")
 
 
-def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, reference) -> dict:
-    """Everything needed to continue exactly (see :mod:`unet_lesson.checkpoint`).
+def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, reference,
+                     rngs: list) -> dict:
+    """Everything needed to continue exactly (see :mod:`unet_lesson.checkpoint`); ``rngs``:
+    every process's random-number state (one without ``torchrun``).
 
     Not built in a notebook: :func:`fit` calls it.
     """
     return {"model": net.state_dict(), "model_config": asdict(cfg.model),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "train_config": cfg.to_dict(),
-            "history": list(history), "rng": rng_state(), "reference_loss": reference}
+            "history": list(history), "rng": rngs[0], "rng_per_rank": rngs,
+            "reference_loss": reference}
 
 
 def best_so_far(row: dict, earlier: list[dict], chance: dict | None) -> bool:
@@ -239,14 +302,21 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
     checkpoint state and whether the epoch is the best so far (:func:`best_so_far`).
     ``resume_from``: a checkpoint state to continue exactly. ``until_epoch``: stop after that
     epoch (0-based). ``time_limit_s``: stop after the epoch that passes this many seconds.
+    Under ``torchrun`` (:mod:`unet_lesson.distributed`) every process trains on its share of
+    the tiles; only rank 0 validates and gets ``on_epoch``.
 
     Used in notebook 10, through :meth:`Run.train <unet_lesson.run.Run.train>`.
     """
-    device = device or env.pick_device()
+    device = distributed.init(device or env.pick_device())
     env.seed_everything(cfg.seed)
     tiles = training_tiles(train_set, cfg)
+    on_device = DeviceAugmentation(cfg, tiles) if cfg.augment_on_device else None
     net = build_model(cfg, device)
-    step_net = torch.compile(net) if cfg.compile else net
+    if distributed.active() and cfg.model.deep_supervision:
+        raise ValueError("deep_supervision does not run under torchrun yet (its heads bypass "
+                         "DistributedDataParallel): train UNet++ in one process")
+    step_net = distributed.wrap(net, device)
+    step_net = torch.compile(step_net) if cfg.compile else step_net
     optimizer = build_optimizer(cfg, net)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch(cfg) * cfg.num_epochs)
     scaler = grad_scaler(device, autocast_dtype(device, cfg.amp, cfg.amp_cpu))
@@ -260,24 +330,31 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
             part.load_state_dict(resume_from[name])
         history, start = list(resume_from["history"]), resume_from["epoch"] + 1
         reference = resume_from.get("reference_loss")
-        set_rng_state(resume_from["rng"])
+        rngs = resume_from.get("rng_per_rank", [resume_from["rng"]])
+        set_rng_state(rngs[distributed.rank() % len(rngs)])
     started = time.perf_counter()
     stop = min(cfg.num_epochs, until_epoch + 1 if until_epoch is not None else cfg.num_epochs)
     for epoch in range(start, stop):
         epoch_start = time.perf_counter()
+        if on_device is not None:
+            on_device.set_epoch(epoch)
         train_loss, reference = train_one_epoch(
             net, train_loader(tiles, cfg, epoch, device), loss_fn, optimizer, scheduler, scaler,
-            cfg, device, epoch, step_net, reference)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
-               "val_dice": None, "val_dsb": None}
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epochs:
+            cfg, device, epoch, step_net, reference, on_device)
+        row = {"epoch": epoch + 1, "train_loss": distributed.mean(train_loss, device),
+               "lr": scheduler.get_last_lr()[0], "val_dice": None, "val_dsb": None}
+        validate = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epochs
+        if validate and distributed.is_main():
             row.update(validation_scores(net, val_set, cfg, device))
         row["seconds"] = round(time.perf_counter() - epoch_start, 2)
         is_best = best_so_far(row, history, chance)
         history.append(row)
-        if on_epoch is not None:
+        rngs = distributed.gather(rng_state())  # every process's, for an exact resume
+        if on_epoch is not None and distributed.is_main():
             on_epoch(row, checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch,
-                                           history, reference), is_best)
-        if time_limit_s is not None and time.perf_counter() - started > time_limit_s:
+                                           history, reference, rngs), is_best)
+        out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+        distributed.barrier()  # the others wait for rank 0's validation and writes
+        if distributed.broadcast(out_of_time):  # rank 0's clock decides for all
             break
     return pd.DataFrame(history)

@@ -1,0 +1,235 @@
+"""GPU acceptance in one command: what the course's training does on this device, measured.
+
+    python benchmarks/gpu_acceptance.py --data DIR --minutes 4 --out gpu.json
+    python benchmarks/gpu_acceptance.py --data DIR --test-images stage1_test --out gpu.json
+    python benchmarks/gpu_acceptance.py --tiny --out /tmp/cpu.json      # the CPU smoke test
+
+Prints, and writes as JSON:
+
+1. the device, the torch, CUDA and cuDNN versions, and the precision the course's rule picks
+   (:mod:`unet_lesson.precision`: bf16 from compute capability 8.0, else fp16 with loss
+   scaling);
+2. training throughput of the practical U-Net (same padding, batch norm, three classes) on
+   256x256 tiles, for widths 32 and 64: fp32 eager, + channels_last, + mixed precision (the
+   rule's), + ``torch.compile``. For each: images per second, the model FLOPs per image
+   (forward and backward, counted by ``torch.utils.flop_counter.FlopCounterMode``), the
+   model FLOPs utilisation (achieved FLOP/s divided by the GPU's dense peak for that
+   precision, from the vendor's datasheet: see ``PEAK_TFLOPS``; fp32 convolutions run on
+   TF32 tensor cores from capability 8.0 by PyTorch's default, so their peak is TF32's), and
+   the peak GPU memory;
+3. a time-boxed training run of the practical configuration on ``--data`` (a
+   stage1_train-style folder: the group split, the course's pipeline), its validation and
+   test DSB scores, and optionally the score on ``--test-images`` (images with masks, or
+   stage1_test beside its ``stage1_solution.csv``).
+
+``--tiny`` shrinks everything (width 4, 64x64 tiles, a synthetic set, seconds of training) so
+the whole script runs on a CPU in a test. At full size it is sized for about 8 minutes on one
+GPU (``--minutes`` is the training run's share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import device_description, sync  # noqa: E402
+
+from unet_lesson import env, precision  # noqa: E402
+from unet_lesson.config import apply_overrides, preset  # noqa: E402
+from unet_lesson.model import UNet, UNetConfig  # noqa: E402
+
+# dense peak TFLOP/s by GPU name (vendor datasheets, without sparsity), per precision
+PEAK_TFLOPS = {
+    "H200": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
+    "H100": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},  # SXM
+    "A100": {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "L4": {"bf16": 121.0, "fp16": 121.0, "tf32": 60.0, "fp32": 30.3},
+    "A10": {"bf16": 125.0, "fp16": 125.0, "tf32": 62.5, "fp32": 31.2},
+    "V100": {"fp16": 125.0, "fp32": 15.7},
+    "T4": {"fp16": 65.0, "fp32": 8.1},
+}
+VARIANTS = ("fp32 eager", "channels_last", "channels_last + amp", "channels_last + amp + compile")
+
+
+def environment(device: torch.device) -> dict:
+    info = {"device": device_description(device), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "precision rule": precision.describe(precision.autocast_dtype(device))}
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        info.update({"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                     "compute capability": f"{major}.{minor}",
+                     "memory GiB": round(torch.cuda.get_device_properties(device)
+                                         .total_memory / 2**30, 1),
+                     "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32})
+    return info
+
+
+def peak_tflops(device: torch.device, dtype: torch.dtype | None) -> tuple[float | None, str]:
+    """The dense peak for ``dtype`` (``None``: fp32) on this GPU, and which peak it is."""
+    if device.type != "cuda":
+        return None, "no datasheet peak for a CPU"
+    name = torch.cuda.get_device_name(device)
+    table = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    if table is None:
+        return None, f"{name} is not in PEAK_TFLOPS"
+    if dtype is None:
+        tf32 = torch.backends.cudnn.allow_tf32 and torch.cuda.get_device_capability(device) >= (
+            8, 0) and "tf32" in table
+        kind = "tf32" if tf32 else "fp32"
+    else:
+        kind = "bf16" if dtype == torch.bfloat16 else "fp16"
+    return table.get(kind), kind
+
+
+def throughput(width: int, variant: str, args, device: torch.device) -> dict:
+    """Images/s, FLOPs per image, utilisation and peak memory of one training-step variant."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(in_channels=3, num_classes=3, base_channels=width, padding="same",
+                          batch_norm=True, dropout=0.0)).to(device)
+    channels_last = variant != "fp32 eager"
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    dtype = precision.autocast_dtype(device, amp="amp" in variant, amp_cpu="amp" in variant)
+    step_net = torch.compile(net) if "compile" in variant else net
+    scaler = precision.grad_scaler(device, dtype)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 3, (args.batch_size, args.size, args.size), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with precision.autocast(device, dtype):
+            loss = F.cross_entropy(step_net(x).float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    with FlopCounterMode(display=False) as counter:  # eager, once: the model's own FLOPs
+        with precision.autocast(device, dtype):
+            loss = F.cross_entropy(net(x).float(), y)
+        loss.backward()
+    flops_per_image = counter.get_total_flops() / args.batch_size
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    images_per_s = args.steps * args.batch_size / (time.perf_counter() - start)
+    peak, kind = peak_tflops(device, dtype)
+    return {"width": width, "variant": variant, "precision": precision.describe(dtype),
+            "images_per_s": round(images_per_s, 1),
+            "gflops_per_image": round(flops_per_image / 1e9, 2),
+            "mfu": None if peak is None else round(images_per_s * flops_per_image
+                                                   / (peak * 1e12), 4),
+            "peak_used": f"{peak} TFLOP/s ({kind})" if peak else kind,
+            "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+            if device.type == "cuda" else None}
+
+
+def training_run(args, device: torch.device) -> dict:
+    """A time-boxed run of the practical configuration on real (or, tiny, synthetic) data."""
+    from unet_lesson.data import load_dsb_folder, load_labelled, make_synthetic_dsb
+    from unet_lesson.evaluate import score_samples, summarise
+    from unet_lesson.run import Run
+
+    data = args.data
+    if data is None:
+        data = make_synthetic_dsb(Path(tempfile.mkdtemp()) / "tiny", n_images=24, seed=1,
+                                  image_size=64, progress=False)
+    overrides = ["num_epochs=1000", f"num_workers={args.workers}"] + (
+        ["base_channels=4", "depth=2", "tile_size=32", "predict_tile=64", "batch_size=4",
+         "tiles_per_epoch=8", "val_max_images=2", "split=random", "best_above_chance=false"]
+        if args.tiny else [f"batch_size={args.batch_size}", "tiles_per_epoch=4000"])
+    cfg = apply_overrides(preset("practical"), overrides + args.set)
+    samples = load_dsb_folder(data)
+    folder = Path(tempfile.mkdtemp()) / "run"
+    started = time.perf_counter()
+    run = Run.create(folder, cfg, data, samples)
+    history = run.train(samples, device, time_limit_s=args.minutes * 60)
+    trained = time.perf_counter() - started
+    metrics = run.finish(samples, device)
+    out = {"config": "practical + " + " ".join(overrides + args.set), "data": str(data),
+           "epochs": len(history), "train_seconds": round(trained, 1),
+           "seconds_per_epoch": round(float(history["seconds"].mean()), 1),
+           "best_epoch": metrics["best_epoch"], "split": metrics["split"],
+           **{f"{s}_dsb": round(metrics[s]["dsb"], 4) for s in ("val", "val_seen", "test")
+              if s in metrics}}
+    if args.test_images is not None:
+        images = load_labelled(args.test_images)
+        scores = score_samples(images, run.predict(images, device), run.postprocess())
+        out["test_images"] = {"folder": str(args.test_images), **summarise(scores)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="stage1_train-style folder (default with "
+                        "--tiny: a synthetic set)")
+    parser.add_argument("--test-images", type=Path, help="labelled images to score, e.g. "
+                        "stage1_test beside stage1_solution.csv")
+    parser.add_argument("--minutes", type=float, default=4.0, help="the training run's time")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="changes to the training run's configuration")
+    parser.add_argument("--tiny", action="store_true", help="CPU-sized smoke test")
+    args = parser.parse_args(argv)
+    if args.tiny:  # torch.compile's first call alone takes half a minute on a CPU: left out
+        args.widths, args.batch_size, args.size, args.steps, args.warmup = [4], 2, 64, 2, 1
+        args.workers, args.minutes = 0, min(args.minutes, 0.05)
+        args.variants = [v for v in args.variants if "compile" not in v]
+    device = env.pick_device()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "environment": environment(device)}
+    print(json.dumps(results["environment"], indent=1), flush=True)
+    results["throughput"] = []
+    print(f"\n{'width':>5} {'variant':<30} {'img/s':>8} {'GFLOP/img':>10} {'MFU':>6} "
+          f"{'peak GiB':>8}")
+    for width in args.widths:
+        for variant in args.variants:
+            try:
+                r = throughput(width, variant, args, device)
+            except Exception as err:  # e.g. no compiler for torch.compile
+                r = {"width": width, "variant": variant, "error": f"{type(err).__name__}: "
+                     f"{str(err).splitlines()[0][:120]}"}
+                print(f"{width:>5} {variant:<30} failed: {r['error']}", flush=True)
+            else:
+                mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+                print(f"{width:>5} {variant:<30} {r['images_per_s']:>8.1f} "
+                      f"{r['gflops_per_image']:>10.1f} {mfu:>6} {r['peak_memory_gib'] or '-':>8}",
+                      flush=True)
+            results["throughput"].append(r)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
+    print("\ntraining run:", flush=True)
+    results["training"] = training_run(args, device)
+    print(json.dumps(results["training"], indent=1))
+    args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Run by tests/test_distributed.py under torchrun: train one tiny epoch, then write this
+process's weights checksum (so the test can check that the ranks' copies agree)."""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+
+import unet_lesson.train as train
+from unet_lesson.config import preset
+from unet_lesson.data import load_dsb_folder
+
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+built = []
+
+
+def capture(cfg, device):
+    net = real_build(cfg, device)
+    built.append(net)
+    return net
+
+
+real_build, train.build_model = train.build_model, capture
+samples = load_dsb_folder(data, cache=False, progress=False)
+cfg = preset("practical", base_channels=4, depth=2, tile_size=32, batch_size=2,
+             tiles_per_epoch=8, num_epochs=1, num_workers=0, val_max_images=1,
+             channels_last=False, best_above_chance=False, split="random", dropout=0.2)
+train.fit(cfg, samples[:6], samples[6:8], device=torch.device("cpu"))
+weights = torch.cat([p.detach().double().flatten() for p in built[0].parameters()])
+digest = hashlib.sha256(weights.numpy().tobytes()).hexdigest()
+rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+(out / f"rank{rank}.txt").write_text(f"{digest} {float(weights.abs().sum())}\n")

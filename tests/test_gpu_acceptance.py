@@ -1,0 +1,63 @@
+"""The GPU acceptance command runs end to end on the CPU at tiny size and writes its record."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_acceptance.py"
+
+
+@pytest.fixture(scope="module")
+def acceptance():
+    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_tiny_run_measures_everything_it_reports(acceptance, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNET_LESSON_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("UNET_LESSON_DEVICE", "cpu")
+    out = tmp_path / "acceptance.json"
+    results = acceptance.main(["--tiny", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert results["environment"]["precision rule"] == "fp32"  # a CPU, amp_cpu off
+    rows = results["throughput"]
+    assert [r["variant"] for r in rows] == ["fp32 eager", "channels_last",
+                                            "channels_last + amp"]
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["gflops_per_image"] > 0
+        assert row["mfu"] is None  # no datasheet peak for a CPU: never a made-up number
+    assert rows[2]["precision"] == "bf16"  # amp on a CPU: bf16 autocast
+    training = results["training"]
+    assert training["epochs"] >= 1 and 0.0 <= training["val_dsb"] <= 1.0
+    assert {"val_dsb", "test_dsb", "seconds_per_epoch", "best_epoch"} <= set(training)
+
+
+def test_flops_are_counted_not_guessed(acceptance):
+    """FlopCounterMode's count for one 3x3 convolution is 2 * k * k * C_in * C_out * H * W."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    with FlopCounterMode(display=False) as counter:
+        conv(torch.zeros(1, 3, 16, 16))
+    assert counter.get_total_flops() == 2 * 3 * 3 * 3 * 8 * 16 * 16
+
+
+def test_the_peak_table_follows_the_precision(acceptance, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    cuda = torch.device("cuda")
+    assert acceptance.peak_tflops(cuda, torch.bfloat16) == (989.4, "bf16")
+    assert acceptance.peak_tflops(cuda, None) == (494.7, "tf32")  # cudnn.allow_tf32 default
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert acceptance.peak_tflops(cuda, torch.float16) == (65.0, "fp16")
+    assert acceptance.peak_tflops(cuda, None) == (8.1, "fp32")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Mystery GPU")
+    assert acceptance.peak_tflops(cuda, None)[0] is None

@@ -1,0 +1,599 @@
+r"""The paper's data augmentation (section 3.1) on a whole batch, on the training device.
+
+:mod:`~unet_lesson.data.augment` deforms one tile at a time in numpy inside a DataLoader
+worker (issue 12 measured about 160 tiles of 256x256 per second on 2 CPU cores: less than a
+GPU trains on). This module does the same augmentations as tensor operations on a batch that
+has already reached the device (CPU or CUDA: everything runs on the device of the input
+tensors), the same pixels for the same random draws (the tests check it against augment.py):
+
+* :func:`elastic_displacement_batch` - the paper's 3x3 grid of Gaussian displacements (10 px
+  standard deviation) per tile, interpolated bicubically to every pixel (one matrix product
+  per axis, with the weights of ``F.interpolate(mode="bicubic", align_corners=True)``).
+* :func:`warp_batch` - :func:`~unet_lesson.data.augment.warp` for a batch: one ``grid_sample``
+  for the images (bicubic, clipped to each image's own range) and one for the labels (nearest
+  neighbour, so no new or blended ids), mirrored at the borders.
+* :func:`flip_rotate_batch` - one of the 8 symmetries of a square per tile (exact).
+* :func:`grey_values_batch` - gamma, contrast and brightness per tile.
+* :class:`BatchAugment` - all of them in the order of
+  :func:`~unet_lesson.data.augment.augment_window`, configured by the same
+  :class:`~unet_lesson.data.augment.Augment`.
+* :func:`three_class_target_batch` - :func:`unet_lesson.instances.three_class_target` on the
+  device. Targets made from labels must be computed *after* the deformation.
+* :func:`weight_map_batch` - the paper's weight map has no device version (distance
+  transforms): it is computed per tile on the CPU and sent back to the device.
+* :class:`WindowDataset` - the DataLoader side: the crops of
+  :class:`~unet_lesson.data.tiles.TileDataset`, cut ``margin`` pixels larger on every side and
+  not augmented.
+
+Usage (``s = in_size + 2 * margin``; valid padding: crop the targets to the output size after)::
+
+    margin = Augment().margin()                               # 40 px
+    loader = DataLoader(WindowDataset(samples, 256, margin=margin), batch_size=8)
+    augment = BatchAugment(Augment(), torch.Generator().manual_seed(0))
+    for batch in loader:
+        images, labels = batch["image"].to(device), batch["labels"].to(device)  # (B, C, s, s)
+        images, labels = augment(images, labels, margin)  # (B, C, in, in), (B, in, in)
+        target = center_crop(three_class_target_batch(labels), out_size, out_size)
+
+Random numbers come from a ``torch.Generator``: the same seed gives the same augmentations.
+They are drawn on the generator's device (a CPU generator serves a CUDA batch) and moved.
+
+Speed (``benchmarks/bench_augment.py``): on a CPU most of the time of both paths goes to the
+same bicubic ``grid_sample``, so there the batched path is only about 1.2x to 2x the per-tile
+one (more with the three-class target, whose device version is cheap). What it removes is the
+per-tile overhead: the bicubic upsampling of the 3x3 grid (36x cheaper as two matrix
+products), ``pow``, numpy copies, three interpolations of a grey RGB tile. On a GPU it leaves
+the DataLoader only the cutting of windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.morphology import disk
+from torch import Tensor
+
+from .. import weights
+from ..instances import BACKGROUND, BORDER, BORDER_WIDTH, INTERIOR
+from .augment import Augment
+from .dsb import to_input
+from .tiles import TileDataset, extract_window
+
+# --------------------------------------------------------------------------------------------
+# Random draws: on the generator's device, then moved to the batch's device
+# --------------------------------------------------------------------------------------------
+
+
+def _normal(generator: torch.Generator, size: tuple[int, ...], device) -> Tensor:
+    """Standard normal draws of ``size`` from ``generator``, on ``device``."""
+    return torch.randn(size, generator=generator, device=generator.device).to(device)
+
+
+def _uniform(generator: torch.Generator, size: tuple[int, ...], device) -> Tensor:
+    """Uniform [0, 1) draws of ``size`` from ``generator``, on ``device``."""
+    return torch.rand(size, generator=generator, device=generator.device).to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Elastic deformation (section 3.1)
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _bicubic_matrix(n_out: int, n_in: int) -> Tensor:
+    """``(n_out, n_in)`` weights of 1-D bicubic interpolation (``align_corners=True``).
+
+    Taken from ``F.interpolate`` itself (each input point in turn set to 1), so the
+    matrix form below gives the same field as interpolating the grid in one call.
+    """
+    impulses = torch.eye(n_in).view(n_in, 1, n_in, 1)  # (n_in, 1, n_in, 1): one 1 per item
+    rows = F.interpolate(impulses, size=(n_out, 1), mode="bicubic", align_corners=True)
+    return rows[:, 0, :, 0].T.contiguous()  # (n_out, n_in)
+
+
+def displacement_from_grid(coarse: Tensor, shape: tuple[int, int]) -> Tensor:
+    r"""The per-pixel displacements ``(B, 2, H, W)`` from coarse grids ``(B, 2, g, g)`` (px).
+
+    Bicubic interpolation is separable: :math:`d = W_y \, c \, W_x^T` with the ``(H, g)``
+    and ``(W, g)`` weight matrices of ``F.interpolate(..., mode="bicubic",
+    align_corners=True)``: two small matrix products instead of 16 taps per pixel (30x
+    faster on a CPU than ``F.interpolate`` of the grid). The grid's corners sit on the corner
+    pixels, as in :func:`~unet_lesson.data.augment.elastic_displacement`.
+    """
+    if coarse.ndim != 4 or coarse.shape[1] != 2:
+        raise ValueError(f"coarse must be (B, 2, g_rows, g_cols) row and column offsets, "
+                         f"got shape {tuple(coarse.shape)}")
+    height, width = shape
+    rows = _bicubic_matrix(height, coarse.shape[2]).to(coarse)  # (H, g)
+    cols = _bicubic_matrix(width, coarse.shape[3]).to(coarse)  # (W, g)
+    return rows @ coarse @ cols.T  # (B, 2, H, W)
+
+
+def elastic_displacement_batch(generator: torch.Generator, batch: int, shape: tuple[int, int],
+                               grid: int = 3, sigma: float = 10.0, device=None) -> Tensor:
+    r"""``batch`` smooth random displacement fields, float32 ``(B, 2, H, W)`` (px).
+
+    Per tile, ``grid x grid`` displacement vectors :math:`\sim \mathcal{N}(0, \sigma^2)`
+    (the paper: 3x3, :math:`\sigma` = 10 px) on a grid spanning the tile, interpolated
+    bicubically to every pixel (:func:`displacement_from_grid`). The batched
+    :func:`~unet_lesson.data.augment.elastic_displacement`.
+    """
+    coarse = sigma * _normal(generator, (batch, 2, grid, grid), device)  # (B, 2, g, g)
+    return displacement_from_grid(coarse, shape)
+
+
+def source_positions(displacement: Tensor, offset: tuple[int, int] = (0, 0)) -> Tensor:
+    """Where each output pixel samples its source: ``(B, 2, H, W)`` rows and columns (px).
+
+    Pixel ``(y, x)`` of tile ``b`` samples ``(y + offset[0] + d[b, 0, y, x], x + offset[1] +
+    d[b, 1, y, x])``.
+    """
+    height, width = displacement.shape[-2:]
+    device = displacement.device
+    rows = torch.arange(height, dtype=torch.float32, device=device)[:, None] + offset[0]
+    cols = torch.arange(width, dtype=torch.float32, device=device)[None, :] + offset[1]
+    positions = torch.empty_like(displacement, dtype=torch.float32)  # (B, 2, H, W)
+    torch.add(rows, displacement[:, 0], out=positions[:, 0])  # (H, 1) + (B, H, W)
+    torch.add(cols, displacement[:, 1], out=positions[:, 1])  # (1, W) + (B, H, W)
+    return positions
+
+
+def _sampling_grid(positions: Tensor, src_h: int, src_w: int) -> Tensor:
+    """``grid_sample``'s grid ``(B, H, W, 2)``: (x, y) in [-1, 1], +-1 the corner pixels.
+
+    ``2 * p / (size - 1) - 1``, the float32 operations of ``augment.warp`` (the same bits),
+    written straight into the grid.
+    """
+    grid = positions.new_empty(positions.shape[:1] + positions.shape[2:] + (2,))
+    for axis, size in ((1, src_w), (0, src_h)):  # x (columns) first, then y (rows)
+        out = grid[..., 1 - axis]  # (B, H, W) view
+        torch.mul(positions[:, axis], 2, out=out).div_(max(size - 1, 1)).sub_(1)
+    return grid
+
+
+def _taps_inside(positions: Tensor, src_h: int, src_w: int) -> bool:
+    """True when every bicubic tap (floor - 1 .. floor + 2) lies inside the source.
+
+    Then nothing is mirrored and ``grid_sample``'s ``border`` mode gives exactly its
+    ``reflection`` mode's result, twice as fast on a CPU. The 0.01 px of safety cover the
+    rounding of grid_sample's own coordinate arithmetic.
+    """
+    low = positions.amin(dim=(0, 2, 3))  # (2,) smallest row and column
+    high = positions.amax(dim=(0, 2, 3))
+    size = torch.tensor([src_h, src_w], dtype=high.dtype, device=high.device)
+    return bool((low >= 1.01).all() & (high <= size - 2.01).all())  # one sync per batch
+
+
+def _bicubic(images: Tensor, grid: Tensor, padding: str) -> Tensor:
+    """Bicubic ``grid_sample`` of ``images (B, C, Hs, Ws)`` at ``grid (B, H, W, 2)``.
+
+    A grey tile (its C channels equal: most microscopy images read as RGB) is interpolated
+    once and copied, 3x less work. One call for the batch when its tiles are all grey or all
+    colour; a mixed batch goes tile by tile (views, no copies: faster on a CPU than gathering
+    the grey and the colour tiles into two batches).
+    """
+    sample = partial(F.grid_sample, mode="bicubic", padding_mode=padding, align_corners=True)
+    channels = images.shape[1]
+    if channels == 1:
+        return sample(images, grid)  # (B, 1, H, W)
+    grey = (images[:, 1:] == images[:, :1]).flatten(1).all(dim=1).cpu()  # (B,) on the host
+    if not grey.any():
+        return sample(images, grid)  # (B, C, H, W)
+    if grey.all():
+        return sample(images[:, :1], grid).expand(-1, channels, -1, -1).contiguous()
+    out = grid.new_empty(images.shape[:2] + grid.shape[1:3])  # (B, C, H, W)
+    for b, one in enumerate(grey.tolist()):
+        out[b] = sample(images[b : b + 1, : 1 if one else channels], grid[b : b + 1])[0]
+    return out
+
+
+def sample_at(images: Tensor, labels: Tensor | None, positions: Tensor
+              ) -> tuple[Tensor, Tensor | None]:
+    """``images (B, C, Hs, Ws)`` and ``labels (B, Hs, Ws)`` sampled at ``positions (B, 2, H, W)``.
+
+    ``positions`` are (row, column) source coordinates in px (:func:`source_positions`).
+    Bicubic for the images, each tile clipped to its own input range (bicubic overshoots);
+    nearest for the integer labels (exact for ids < 2**24: no new, no blended ids); positions
+    outside the source are mirrored (numpy's ``reflect``). Returns ``(B, C, H, W)`` float32
+    and ``(B, H, W)`` of the labels' dtype.
+    """
+    src_h, src_w = images.shape[-2:]
+    grid = _sampling_grid(positions, src_h, src_w)  # (B, H, W, 2)
+    padding = "border" if _taps_inside(positions, src_h, src_w) else "reflection"
+    warped = _bicubic(images.float(), grid, padding)  # (B, C, H, W)
+    low = images.amin(dim=(1, 2, 3)).view(-1, 1, 1, 1).float()  # (B, 1, 1, 1)
+    high = images.amax(dim=(1, 2, 3)).view(-1, 1, 1, 1).float()
+    warped.clamp_(low, high)
+    if labels is None:
+        return warped, None
+    ids = labels[:, None].float()  # (B, 1, Hs, Ws), exact for ids < 2**24
+    moved = F.grid_sample(ids, grid, mode="nearest", padding_mode="reflection",
+                          align_corners=True)[:, 0]  # (B, H, W)
+    return warped, moved.to(labels.dtype)
+
+
+def warp_batch(images: Tensor, labels: Tensor | None, displacement: Tensor,
+               offset: tuple[int, int] = (0, 0)) -> tuple[Tensor, Tensor | None]:
+    r"""Sample ``images (B, C, Hs, Ws)`` and ``labels (B, Hs, Ws)`` at :math:`x + o + d(x)`.
+
+    The batched :func:`~unet_lesson.data.augment.warp`: the output has the displacement's
+    size ``(B, ·, H, W)``; pixel ``(y, x)`` of tile ``b`` comes from its source at ``(y +
+    offset[0] + d[b, 0, y, x], x + offset[1] + d[b, 1, y, x])`` (px). Bicubic for the images
+    (each tile clipped to its own input range), nearest for the labels, mirrored outside the
+    source (see :func:`sample_at`). One ``grid_sample`` for the images, one for the labels.
+    """
+    if images.ndim != 4 or displacement.ndim != 4 or displacement.shape[1] != 2:
+        raise ValueError(f"warp_batch wants images (B, C, Hs, Ws) and a displacement "
+                         f"(B, 2, H, W), got {tuple(images.shape)} and "
+                         f"{tuple(displacement.shape)}")
+    if labels is not None and labels.shape != images.shape[:1] + images.shape[2:]:
+        raise ValueError(f"labels must be (B, Hs, Ws) = "
+                         f"{tuple(images.shape[:1] + images.shape[2:])}, got "
+                         f"{tuple(labels.shape)}")
+    return sample_at(images, labels, source_positions(displacement.float(), offset))
+
+
+def elastic_deform_batch(images: Tensor, labels: Tensor | None, generator: torch.Generator,
+                         margin: int = 0, sigma: float = 10.0, grid: int = 3
+                         ) -> tuple[Tensor, Tensor | None]:
+    """The paper's elastic deformation of windows ``margin`` px larger than the tiles.
+
+    The deformed ``(B, ·, Hs - 2 margin, Ws - 2 margin)`` tiles are cut from the middle of the
+    windows, so displaced pixels near a tile's edge come from real neighbours, not mirroring
+    (the batched :func:`~unet_lesson.data.augment.elastic_deform`).
+    """
+    shape = (images.shape[-2] - 2 * margin, images.shape[-1] - 2 * margin)
+    displacement = elastic_displacement_batch(generator, images.shape[0], shape, grid, sigma,
+                                              images.device)  # (B, 2, H, W)
+    return warp_batch(images, labels, displacement, offset=(margin, margin))
+
+
+# --------------------------------------------------------------------------------------------
+# Flips and 90-degree rotations
+# --------------------------------------------------------------------------------------------
+
+
+# Each symmetry of the square as one flip (a copy) and maybe a transpose (a view):
+# code = turns % 4 + 4 * mirrored, for np.rot90(x, turns, axes=(-2, -1)) then x[..., ::-1]
+SYMMETRIES = {
+    0: ((), False), 1: ((-1,), True), 2: ((-2, -1), False), 3: ((-2,), True),  # turns
+    4: ((-1,), False), 5: ((-2, -1), True), 6: ((-2,), False), 7: ((), True),  # + mirror
+}
+
+
+def _symmetries(tensors: Sequence[Tensor], code: Tensor) -> list[Tensor]:
+    """Tile ``b`` of every ``(B, ..., H, W)`` tensor moved by symmetry ``code[b]`` (0..7).
+
+    Exact (pixels are moved, not interpolated): per tile one flip and a copy into the output,
+    a loop over the tiles of the batch (faster on a CPU than gathering, or than moving the
+    tiles with the same symmetry together, for batches of 8).
+    """
+    outputs = [torch.empty_like(t) for t in tensors]
+    for b, symmetry in enumerate(code.tolist()):
+        dims, transpose = SYMMETRIES[symmetry]
+        for tensor, out in zip(tensors, outputs, strict=True):
+            moved = tensor[b].flip(dims) if dims else tensor[b]  # (..., H, W)
+            out[b] = moved.transpose(-2, -1) if transpose else moved
+    return outputs
+
+
+def _symmetry_code(turns: Tensor, flips: Tensor) -> Tensor:
+    """One number 0..7 per tile: ``turns % 4 + 4 * flips`` (on the host)."""
+    return turns.cpu().long() % 4 + 4 * flips.cpu().long()
+
+
+def symmetry_batch(images: Tensor, labels: Tensor, turns: Tensor, flips: Tensor
+                   ) -> tuple[Tensor, Tensor]:
+    """Tile ``b`` turned by ``turns[b]`` x 90 degrees, then mirrored left-right if ``flips[b]``.
+
+    ``images (B, C, H, W)``, ``labels (B, H, W)``, ``turns`` int (B,), ``flips`` bool (B,):
+    the convention of :func:`~unet_lesson.data.augment.flip_rotate` (``np.rot90``, then
+    ``[..., ::-1]``). Odd turns need square tiles.
+    """
+    code = _symmetry_code(turns, flips)
+    if (code % 2).any() and images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"90-degree turns need square tiles, got {tuple(images.shape[-2:])}; "
+                         "use turns of 0 or 2")
+    images, labels = _symmetries([images, labels], code)
+    return images, labels
+
+
+def draw_symmetries(generator: torch.Generator, batch: int, square: bool = True,
+                    flips: bool = True, rot90: bool = True) -> tuple[Tensor, Tensor]:
+    """Random ``(turns, flips)``, int64 and bool (B,) on the host: with both, each of the 8
+    symmetries of a square is equally likely. A non-square tile turns by 0 or 180 degrees
+    only (90 would swap its height and width), as in ``augment.flip_rotate``."""
+    draws = torch.rand((2, batch), generator=generator, device=generator.device).cpu()
+    turns = torch.zeros(batch, dtype=torch.long)
+    if rot90:
+        turns = (draws[0] * 4).long().clamp_(max=3) if square else 2 * (draws[0] < 0.5).long()
+    mirror = draws[1] < 0.5 if flips else torch.zeros(batch, dtype=torch.bool)
+    return turns, mirror
+
+
+def flip_rotate_batch(images: Tensor, labels: Tensor, generator: torch.Generator,
+                      flips: bool = True, rot90: bool = True) -> tuple[Tensor, Tensor]:
+    """A random mirror image and/or 90-degree turn per tile (the batched ``flip_rotate``)."""
+    square = images.shape[-1] == images.shape[-2]
+    turns, mirror = draw_symmetries(generator, images.shape[0], square, flips, rot90)
+    return symmetry_batch(images, labels, turns, mirror)
+
+
+# --------------------------------------------------------------------------------------------
+# Grey values
+# --------------------------------------------------------------------------------------------
+
+
+def apply_grey_values(images: Tensor, gamma: Tensor, contrast: Tensor, brightness: Tensor
+                      ) -> Tensor:
+    r"""Tile ``b`` of ``images (B, C, H, W)`` in [0, 1] becomes :math:`((x^g - m) c + m + b)`.
+
+    ``gamma`` g, ``contrast`` c and ``brightness`` b are (B,) per tile; ``m`` is the tile's
+    mean after the gamma (over all its channels and pixels); the result is clipped to [0, 1].
+    The formula of :func:`~unet_lesson.data.augment.grey_values`. :math:`x^g` is computed as
+    :math:`e^{g \ln x}` (3x faster than ``pow`` on a CPU; :math:`0^g = 0`).
+    """
+    g, c, b = (v.to(images).view(-1, 1, 1, 1) for v in (gamma, contrast, brightness))
+    out = images.clamp(0.0, 1.0).log_().mul_(g).exp_()  # (B, C, H, W) x ** g
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    return out.sub_(mean).mul_(c).add_(mean + b).clamp_(0.0, 1.0)
+
+
+def draw_grey_values(generator: torch.Generator, batch: int, gamma: float = 0.3,
+                     contrast: float = 0.2, brightness: float = 0.1, device=None
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Random ``(g, c, b)``, each (B,): ``g = exp(U(-gamma, gamma))``, ``c ~ U(1 - contrast,
+    1 + contrast)``, ``b ~ U(-brightness, brightness)`` (image values in [0, 1])."""
+    u = _uniform(generator, (3, batch), device)  # (3, B)
+    return (torch.exp(gamma * (2 * u[0] - 1)), 1 + contrast * (2 * u[1] - 1),
+            brightness * (2 * u[2] - 1))
+
+
+def grey_values_batch(images: Tensor, generator: torch.Generator, gamma: float = 0.3,
+                      contrast: float = 0.2, brightness: float = 0.1) -> Tensor:
+    """Random "gray value variations" (section 3.1) per tile, the same for all its channels."""
+    g, c, b = draw_grey_values(generator, images.shape[0], gamma, contrast, brightness,
+                               images.device)
+    return apply_grey_values(images, g, c, b)
+
+
+# --------------------------------------------------------------------------------------------
+# All together
+# --------------------------------------------------------------------------------------------
+
+
+class Draws(NamedTuple):
+    """The random choices :class:`BatchAugment` makes for one batch of B tiles."""
+
+    deform: Tensor  # bool (B,) on the host: which tiles are deformed
+    coarse: Tensor | None  # (B, 2, g, g) grid displacements (px); None: no deformation
+    turns: Tensor  # int64 (B,) on the host: turns by 90 degrees (np.rot90's direction)
+    mirror: Tensor  # bool (B,) on the host: mirrored left-right after the turn
+    grey: tuple[Tensor, Tensor, Tensor] | None  # gamma, contrast, brightness (B,); None: off
+
+
+class BatchAugment:
+    """The augmentations of :func:`~unet_lesson.data.augment.augment_window` on a batch.
+
+    Args:
+        augment: which augmentations and how strong (the same :class:`Augment` as the
+            per-tile path; ``None`` for the defaults: the paper's deformation).
+        generator: the source of every random draw (seed it for reproducible batches); it
+            may live on another device than the batches.
+
+    ``augment(images, labels, margin)`` takes windows ``images (B, C, s, s)`` float in [0, 1]
+    and ``labels (B, s, s)`` int, cut ``margin`` px larger than the tile on every side
+    (``s = tile + 2 margin``; :meth:`Augment.margin` is enough for the deformation) and
+    returns ``(B, C, tile, tile)`` float32 and ``(B, tile, tile)`` labels of the input dtype.
+    Order: elastic deformation (each tile with chance ``elastic_p``; the others just lose
+    their margin), a symmetry of the square, grey values. Section 3.1 of the paper.
+
+    It is :meth:`draw` (every random choice, a :class:`Draws`) then :meth:`apply`. A deformed
+    tile is turned and mirrored by moving its sampling positions before the interpolation
+    (2 planes moved instead of the C image channels and the labels): the same pixels as
+    deforming first and turning after.
+    """
+
+    def __init__(self, augment: Augment | None = None,
+                 generator: torch.Generator | None = None):
+        self.augment = augment if augment is not None else Augment()
+        self.generator = generator if generator is not None else torch.Generator()
+
+    def __call__(self, images: Tensor, labels: Tensor, margin: int) -> tuple[Tensor, Tensor]:
+        _check_windows(images, labels, margin)
+        tile = (images.shape[-2] - 2 * margin, images.shape[-1] - 2 * margin)
+        return self.apply(images, labels, margin, self.draw(images.shape[0], tile,
+                                                            images.device))
+
+    def draw(self, batch: int, tile: tuple[int, int], device=None) -> Draws:
+        """Every random choice for ``batch`` tiles of ``tile`` px, in a fixed order."""
+        a, gen = self.augment, self.generator
+        deform, coarse, grey = torch.zeros(batch, dtype=torch.bool), None, None
+        if a.elastic:
+            deform = _uniform(gen, (batch,), "cpu") < a.elastic_p
+            coarse = a.elastic_sigma * _normal(gen, (batch, 2, a.elastic_grid, a.elastic_grid),
+                                               device)  # (B, 2, g, g) px
+        turns, mirror = draw_symmetries(gen, batch, tile[0] == tile[1], a.flips, a.rot90)
+        if a.grey:
+            grey = draw_grey_values(gen, batch, a.gamma, a.contrast, a.brightness, device)
+        return Draws(deform, coarse, turns, mirror, grey)
+
+    @staticmethod
+    def apply(images: Tensor, labels: Tensor, margin: int, draws: Draws
+              ) -> tuple[Tensor, Tensor]:
+        """The augmentations chosen in ``draws`` on windows ``(B, C, s, s)``, ``(B, s, s)``."""
+        _check_windows(images, labels, margin)
+        tile = (images.shape[-2] - 2 * margin, images.shape[-1] - 2 * margin)
+        code = _symmetry_code(draws.turns, draws.mirror)  # (B,) 0..7 on the host
+        images, deform = images.float(), draws.deform.cpu()
+        if bool(deform.all()):
+            out_images, out_labels = _deform(images, labels, draws.coarse, code, margin)
+        else:  # the central crops first, then the deformed tiles over them
+            crop = (..., slice(margin, margin + tile[0]), slice(margin, margin + tile[1]))
+            out_images, out_labels = _symmetries([images[crop], labels[crop]], code)
+            if deform.any():
+                index = deform.nonzero()[:, 0].to(images.device)
+                deformed = _deform(images[index], labels[index], draws.coarse[index],
+                                   code[deform], margin)
+                out_images[index], out_labels[index] = deformed
+        if draws.grey is not None:
+            out_images = apply_grey_values(out_images, *draws.grey)
+        return out_images, out_labels
+
+
+def _deform(images: Tensor, labels: Tensor, coarse: Tensor, code: Tensor, margin: int
+            ) -> tuple[Tensor, Tensor]:
+    """Deform windows (``coarse`` grids), cut the tiles from their middle, turn/mirror them
+    (``code``, by moving the sampling positions)."""
+    tile = (images.shape[-2] - 2 * margin, images.shape[-1] - 2 * margin)
+    displacement = displacement_from_grid(coarse, tile)  # (B, 2, t, t) px
+    positions = source_positions(displacement, (margin, margin))  # (B, 2, t, t)
+    return sample_at(images, labels, _symmetries([positions], code)[0])
+
+
+def _check_windows(images: Tensor, labels: Tensor, margin: int) -> None:
+    """Clear errors for inputs that are not windows of tiles plus their margin."""
+    if images.ndim != 4 or labels.shape != images.shape[:1] + images.shape[2:]:
+        raise ValueError(f"BatchAugment wants images (B, C, s, s) and labels (B, s, s), got "
+                         f"{tuple(images.shape)} and {tuple(labels.shape)}")
+    if margin < 0 or min(images.shape[-2:]) <= 2 * margin:
+        raise ValueError(f"margin {margin} px does not fit windows of "
+                         f"{tuple(images.shape[-2:])}: the windows must be the tile plus "
+                         "margin px on every side (see WindowDataset)")
+    if labels.is_floating_point():
+        raise TypeError(f"labels must hold integer nucleus ids, got {labels.dtype}")
+
+
+# --------------------------------------------------------------------------------------------
+# Targets after the deformation
+# --------------------------------------------------------------------------------------------
+
+
+def _mirror_pad(labels: Tensor, pad: int) -> Tensor:
+    """``labels (B, H, W)`` grown by ``pad`` px per side, mirrored as scipy's ``reflect``
+    (``d c b a | a b c d | d c b a``: the edge pixel is repeated)."""
+    height, width = labels.shape[-2:]
+    if pad <= min(height, width):  # one reflection is enough: flipped strips
+        labels = torch.cat([labels[:, :pad].flip(1), labels, labels[:, -pad:].flip(1)], 1)
+        return torch.cat([labels[..., :pad].flip(2), labels, labels[..., -pad:].flip(2)], 2)
+    for axis, length in ((1, height), (2, width)):  # tiny images: mirror again and again
+        index = torch.arange(-pad, length + pad, device=labels.device) % (2 * length)
+        labels = labels.index_select(axis, torch.where(index < length, index,
+                                                       2 * length - 1 - index))
+    return labels
+
+
+def _steps_inside(footprint: np.ndarray) -> tuple[list, list]:
+    """The steps between 4-neighbours that lie inside ``footprint``, as offsets of their top
+    (vertical) or left (horizontal) pixel from the centre: ``(vertical, horizontal)``."""
+    r = footprint.shape[0] // 2
+    vertical = np.argwhere(footprint[:-1] & footprint[1:]) - r
+    horizontal = np.argwhere(footprint[:, :-1] & footprint[:, 1:]) - r
+    return vertical.tolist(), horizontal.tolist()
+
+
+def three_class_target_batch(labels: Tensor, border_width: int = BORDER_WIDTH) -> Tensor:
+    """Class per pixel of ``labels (B, H, W)``: 0 background, 1 nucleus interior, 2 border.
+
+    A nucleus pixel is *border* when another label (background or a different nucleus) lies
+    within ``border_width`` px (the disk of ``skimage.morphology.disk``); the image edge is
+    not a border (the labels are mirrored as scipy's filters do). Equal to
+    :func:`unet_lesson.instances.three_class_target` per tile. Returns int64 (B, H, W).
+
+    How: some pixel of the disk differs from the centre exactly when some step between two
+    4-neighbours inside the disk changes label (walk from the centre to the differing pixel
+    inside the disk: one step changes it). So two comparisons (each pixel with its right and
+    its lower neighbour) and a few shifted ORs of their boolean maps do the job.
+    """
+    if labels.ndim != 3 or labels.is_floating_point():
+        raise ValueError(f"labels must be integer ids (B, H, W), got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    if border_width < 1:
+        raise ValueError(f"border_width must be >= 1 pixel, got {border_width}")
+    r, (height, width) = border_width, labels.shape[-2:]
+    padded = _mirror_pad(labels, r)  # (B, H+2r, W+2r)
+    down = padded[:, :-1] != padded[:, 1:]  # (B, H+2r-1, W+2r): label changes going down
+    right = padded[:, :, :-1] != padded[:, :, 1:]  # (B, H+2r, W+2r-1): going right
+    differs = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    vertical, horizontal = _steps_inside(disk(border_width).astype(bool))
+    for steps, change in ((vertical, down), (horizontal, right)):
+        for dy, dx in steps:
+            differs |= change[:, r + dy : r + dy + height, r + dx : r + dx + width]
+    nucleus = labels > 0
+    target = torch.full(labels.shape, BACKGROUND, dtype=torch.int64, device=labels.device)
+    target.masked_fill_(nucleus, INTERIOR)
+    return target.masked_fill_(nucleus & differs, BORDER)  # (B, H, W)
+
+
+def targets_on_cpu(labels: Tensor, target_fn: Callable[[np.ndarray], dict[str, np.ndarray]]
+                   ) -> dict[str, Tensor]:
+    """``target_fn`` (numpy, one ``(H, W)`` label tile) on every tile, stacked on the device.
+
+    For targets with no device version, e.g. ``functools.partial(train.make_targets, ...)``:
+    the labels go to the CPU, each tile is processed there, the results come back as
+    ``(B, ...)`` tensors on ``labels.device``. Costs a host round trip and a Python loop.
+    """
+    tiles = labels.cpu().numpy()  # (B, H, W)
+    results = [target_fn(tile) for tile in tiles]
+    return {name: torch.from_numpy(np.stack([r[name] for r in results])).to(labels.device)
+            for name in results[0]}
+
+
+def _binary_and_weight(labels: np.ndarray, w0: float, sigma: float) -> dict[str, np.ndarray]:
+    """The binary target and the paper's weight map of one tile (as ``train.make_targets``)."""
+    labels = weights.open_gaps(labels)  # a line of background between touching nuclei
+    return {"target": (labels > 0).astype(np.int64),  # (H, W) 0/1
+            "weight": weights.weight_map(labels, w0=w0, sigma=sigma)}  # (H, W) float32
+
+
+def weight_map_batch(labels: Tensor, w0: float = weights.W0, sigma: float = weights.SIGMA
+                     ) -> dict[str, Tensor]:
+    r"""The paper's weight map (section 3, eq. 2) of deformed ``labels (B, H, W)``, on the CPU.
+
+    Distance transforms have no device version: each tile goes through
+    :func:`weights.open_gaps` and :func:`weights.weight_map` on the CPU, as
+    ``train.make_targets(target="binary", loss="weighted_ce")`` does. Returns ``{"target":
+    int64 (B, H, W) 0/1, "weight": float32 (B, H, W)}`` on ``labels.device``.
+    """
+    return targets_on_cpu(labels, lambda tile: _binary_and_weight(tile, w0, sigma))
+
+
+# --------------------------------------------------------------------------------------------
+# The DataLoader side: plain windows with a margin
+# --------------------------------------------------------------------------------------------
+
+
+class WindowDataset(TileDataset):
+    """The crops of :class:`TileDataset`, ``margin`` px larger on every side, not augmented.
+
+    Items: ``"image"`` float32 ``(C, s, s)`` (:func:`to_input`) and ``"labels"`` int32
+    ``(s, s)`` with ``s = in_size + 2 * margin``: the windows :class:`BatchAugment` deforms on
+    the device. The same seed, epoch and index give the same crop position as
+    :class:`TileDataset`; mirrored beyond the image.
+    """
+
+    def __init__(self, samples: Sequence, out_size: int = 256, padding: str = "same",
+                 depth: int = 4, margin: int = 40, tiles_per_image: int = 1,
+                 channels: int = 3, seed: int = 0):
+        super().__init__(samples, out_size, padding, depth, augment=None,
+                         tiles_per_image=tiles_per_image, channels=channels, seed=seed)
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0 pixels, got {margin}")
+        self.margin = margin
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} tiles")
+        which, top, left = self.output_window(index)
+        image, labels = self.pairs[which]
+        start = self.context + self.margin
+        size = self.in_size + 2 * self.margin
+        window = extract_window(image, top - start, left - start, size, size)  # (s, s, 3)
+        labels = extract_window(labels, top - start, left - start, size, size)  # (s, s)
+        return {"image": torch.from_numpy(to_input(window, self.channels)),  # (C, s, s)
+                "labels": torch.from_numpy(labels.astype(np.int32))}  # half of int64's bytes
