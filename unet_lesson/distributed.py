@@ -25,22 +25,34 @@ import torch.distributed as dist
 
 
 def world_size() -> int:
-    """Processes in the job (1 without ``torchrun``)."""
+    """Processes in the job (1 without ``torchrun``).
+
+    Not built in a notebook: training under torchrun.
+    """
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
-    """This process's number, 0 .. world_size - 1 (0 without ``torchrun``)."""
+    """This process's number, 0 .. world_size - 1 (0 without ``torchrun``).
+
+    Not built in a notebook: training under torchrun.
+    """
     return int(os.environ.get("RANK", "0"))
 
 
 def is_main() -> bool:
-    """True for the one process that validates and writes (rank 0)."""
+    """True for the one process that validates and writes (rank 0).
+
+    Not built in a notebook: training under torchrun.
+    """
     return rank() == 0
 
 
 def active() -> bool:
-    """True when several processes train together (and their group is set up)."""
+    """True when several processes train together (and their group is set up).
+
+    Not built in a notebook: training under torchrun.
+    """
     return world_size() > 1 and dist.is_available() and dist.is_initialized()
 
 
@@ -49,6 +61,8 @@ def init(device: torch.device) -> torch.device:
 
     On CUDA each process takes the GPU ``LOCAL_RANK``; on the CPU all share it. A no-op that
     returns ``device`` for a single process.
+
+    Not built in a notebook: training under torchrun.
     """
     if world_size() == 1:
         return device
@@ -61,7 +75,10 @@ def init(device: torch.device) -> torch.device:
 
 
 def wrap(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``net`` inside ``DistributedDataParallel`` (the gradients averaged over processes)."""
+    """``net`` inside ``DistributedDataParallel`` (the gradients averaged over processes).
+
+    Not built in a notebook: training under torchrun.
+    """
     if not active():
         return net
     ids = [device.index] if device.type == "cuda" else None
@@ -69,13 +86,19 @@ def wrap(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def barrier() -> None:
-    """Wait until every process gets here."""
+    """Wait until every process gets here.
+
+    Not built in a notebook: training under torchrun.
+    """
     if active():
         dist.barrier()
 
 
 def mean(value: float, device: torch.device) -> float:
-    """The mean of ``value`` over the processes (e.g. the epoch's training loss)."""
+    """The mean of ``value`` over the processes (e.g. the epoch's training loss).
+
+    Not built in a notebook: training under torchrun.
+    """
     if not active():
         return value
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)  # NCCL: on GPU
@@ -84,7 +107,10 @@ def mean(value: float, device: torch.device) -> float:
 
 
 def gather(value) -> list:
-    """Every process's ``value`` (any picklable object), in rank order."""
+    """Every process's ``value`` (any picklable object), in rank order.
+
+    Not built in a notebook: training under torchrun.
+    """
     if not active():
         return [value]
     out = [None] * world_size()
@@ -93,7 +119,10 @@ def gather(value) -> list:
 
 
 def broadcast(value):
-    """Rank 0's ``value`` (picklable), in every process."""
+    """Rank 0's ``value`` (picklable), in every process.
+
+    Not built in a notebook: training under torchrun.
+    """
     if not active():
         return value
     box = [value]
@@ -102,6 +131,9 @@ def broadcast(value):
 
 
 def shutdown() -> None:
-    """Leave the process group (at the end of the command)."""
+    """Leave the process group (at the end of the command).
+
+    Not built in a notebook: training under torchrun.
+    """
     if active():
         dist.destroy_process_group()

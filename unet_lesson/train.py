@@ -201,7 +201,10 @@ def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
 
 
 def target_function(cfg: TrainConfig):
-    """``labels_in -> {"target": ..., ("weight": ...)}`` for this config (picklable)."""
+    """``labels_in -> {"target": ..., ("weight": ...)}`` for this config (picklable).
+
+    Not built in a notebook: :func:`fit` uses it.
+    """
     return partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0, sigma=cfg.sigma)
 
 
@@ -212,6 +215,8 @@ class DeviceAugmentation:
     The three-class target has a device version; the paper's weight map (distance transforms)
     is computed per tile on the CPU after the deformation. Seeded per epoch, so a resumed run
     draws what an unbroken one draws.
+
+    Not built in a notebook: :func:`fit` uses it.
     """
 
     def __init__(self, cfg: TrainConfig, tiles: TileDataset):
