@@ -234,3 +234,42 @@ def test_thresholds_below_one_half_are_refused():
     assert metrics.dsb_score(one, one, thresholds=[0.5, 0.9]) == 1.0
     with pytest.raises(ValueError, match="got 2 true and 1 predicted"):
         metrics.mean_dsb_score([one, one], [one])
+
+
+def test_object_errors_name_merges_splits_misses_and_false_positives():
+    from unet_lesson.metrics import object_errors
+
+    true = np.zeros((40, 80), dtype=np.int32)
+    true[2:12, 2:12] = 1  # matched
+    true[2:12, 20:30] = 2  # merged with 3
+    true[2:12, 30:40] = 3
+    true[20:36, 2:18] = 4  # split in two
+    true[20:30, 60:70] = 5  # missed
+    pred = np.zeros_like(true)
+    pred[2:12, 3:12] = 7  # matches 1 (IoU 0.9)
+    pred[2:12, 20:40] = 8  # one blob over 2 and 3
+    pred[20:36, 2:10] = 9  # the two halves of 4
+    pred[20:36, 10:18] = 10
+    pred[30:38, 44:52] = 11  # on background: a false positive
+    errors = object_errors(true, pred)
+    assert dict(zip(errors.true_ids, errors.true_status, strict=True)) == {
+        1: "matched", 2: "merged", 3: "merged", 4: "split", 5: "missed"}
+    assert dict(zip(errors.pred_ids, errors.pred_status, strict=True)) == {
+        7: "matched", 8: "merge", 9: "split", 10: "split", 11: "false positive"}
+    assert dict(zip(errors.pred_ids, errors.partner_of_pred, strict=True)) == {
+        7: 1, 8: 2, 9: 4, 10: 4, 11: 0}
+    assert errors.counts() == {"true": 5, "predicted": 5, "matched": 1, "missed": 1,
+                               "merged": 2, "split": 1, "false positives": 1, "merges": 1}
+    # the matches are the DSB score's true positives at IoU 0.5
+    assert metrics.dsb_score(true, pred, thresholds=[0.5], details=True).tp[0] == 1
+
+
+def test_object_errors_on_empty_images():
+    from unet_lesson.metrics import object_errors
+
+    empty = np.zeros((8, 8), dtype=np.int32)
+    one = empty.copy()
+    one[2:5, 2:5] = 3
+    assert object_errors(empty, empty).counts()["true"] == 0
+    assert object_errors(one, empty).counts()["missed"] == 1
+    assert object_errors(empty, one).counts()["false positives"] == 1

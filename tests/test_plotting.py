@@ -112,3 +112,23 @@ def test_draw_unet_until_draws_only_the_contracting_path():
     plt.close(fig)
     with pytest.raises(ValueError, match="until='middle' is not a stage"):
         plotting.draw_unet(572, until="middle")
+
+
+def test_touching_nuclei_get_far_apart_colours():
+    """A palette of ten once gave ids 1 and 11 the same colour: touching nuclei looked merged."""
+    colours = plotting.nucleus_colour(np.arange(1, 1001))
+    for step in range(1, 51):  # ids up to 50 apart (touching nuclei have nearby ids, often)
+        assert np.abs(colours[step:] - colours[:-step]).sum(-1).min() > 0.1, step
+    assert np.abs(colours[1:] - colours[:-1]).sum(-1).min() > 0.3  # consecutive: far apart
+    assert (plotting.nucleus_colour([0]) == 0).all()
+
+
+def test_paired_colours_give_a_match_its_true_nucleus_colour():
+    true = np.zeros((20, 40), dtype=np.int32)
+    true[2:10, 2:10], true[2:10, 20:28] = 1, 2
+    pred = np.zeros_like(true)
+    pred[2:10, 3:10], pred[12:18, 30:38] = 5, 6  # 5 matches 1; 6 is a false positive
+    true_rgb, pred_rgb = plotting.paired_colours(true, pred)
+    np.testing.assert_allclose(pred_rgb[5, 5], true_rgb[5, 5])  # the pair shares a colour
+    np.testing.assert_allclose(pred_rgb[15, 33], 1.0)  # false positive: white
+    assert not np.allclose(true_rgb[5, 5], true_rgb[5, 25])  # two nuclei, two colours

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from skimage.color import label2rgb
 from skimage.segmentation import find_boundaries
 
 from .sizes import Stage, feature_shapes
@@ -64,15 +63,61 @@ def to_display(image: np.ndarray) -> np.ndarray:
     return np.clip(img, 0.0, 1.0)
 
 
-def labels_to_rgb(labels: np.ndarray, image: np.ndarray | None = None, alpha: float = 0.4):
-    """One colour per nucleus on black, or blended over ``image`` when given.
+def nucleus_colour(ids) -> np.ndarray:
+    """A colour (float RGB) for each nucleus id, far apart for neighbouring ids.
+
+    Hues step by the golden ratio of the colour circle and saturation and brightness alternate,
+    so any two ids up to 50 apart get clearly different colours (a palette of ten repeats
+    every tenth id, and touching nuclei then look merged). Id 0 (background) is black.
+
+    Not built in a notebook: :func:`labels_to_rgb` uses it.
+    """
+    from matplotlib.colors import hsv_to_rgb
+
+    ids = np.asarray(ids, dtype=np.int64)
+    hsv = np.stack([(ids * 0.6180339887) % 1.0, 0.55 + 0.4 * (ids % 2),
+                    1.0 - 0.25 * ((ids // 2) % 2)], axis=-1)
+    rgb = hsv_to_rgb(hsv)
+    rgb[ids == 0] = 0.0
+    return rgb
+
+
+def labels_to_rgb(labels: np.ndarray, image: np.ndarray | None = None, alpha: float = 0.4,
+                  colour_of: np.ndarray | None = None):
+    """One colour per nucleus (:func:`nucleus_colour`) on black, or blended over ``image``.
+
+    ``colour_of``: the id whose colour each label id gets (``colour_of[k]`` for id ``k``), e.g.
+    a prediction coloured like the true nucleus it matches (:func:`paired_colours`).
 
     Used in notebook 01.
     """
     labels = np.asarray(labels)
+    keys = labels if colour_of is None else np.asarray(colour_of)[labels]
+    rgb = nucleus_colour(keys)  # (H, W, 3)
     if image is None:
-        return label2rgb(labels, bg_label=0, bg_color=(0, 0, 0))
-    return label2rgb(labels, image=to_display(image), bg_label=0, alpha=alpha, image_alpha=1.0)
+        return rgb
+    shown = to_display(image)
+    inside = (labels > 0)[..., None]
+    return np.where(inside, (1 - alpha) * shown + alpha * rgb, shown)
+
+
+def paired_colours(true_labels: np.ndarray, pred_labels: np.ndarray):
+    """``(true_rgb, pred_rgb)``: each predicted nucleus in the colour of the true nucleus it
+    matches, merges or splits (:func:`unet_lesson.metrics.object_errors`), so pairs can be
+    matched by eye; a false positive is white.
+
+    Not built in a notebook: :func:`show_comparison` draws with it.
+    """
+    from .metrics import object_errors
+
+    true_labels, pred_labels = np.asarray(true_labels), np.asarray(pred_labels)
+    errors = object_errors(true_labels, pred_labels)
+    colour_of = np.zeros(int(pred_labels.max(initial=0)) + 1, dtype=np.int64)
+    colour_of[errors.pred_ids] = errors.partner_of_pred
+    pred_rgb = labels_to_rgb(pred_labels, colour_of=colour_of)
+    false = np.isin(pred_labels, errors.pred_ids[errors.partner_of_pred == 0])
+    pred_rgb[false] = 1.0
+    return labels_to_rgb(true_labels), pred_rgb
 
 
 def overlay_outlines(image: np.ndarray, labels: np.ndarray, colour=OUTLINE_TRUE) -> np.ndarray:
@@ -125,11 +170,14 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
 
 def show_comparison(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarray],
                     pred_labels: Sequence[np.ndarray], row_titles: Sequence[str] | None = None,
-                    size: float = 3.0, outlines: bool = True, errors: bool = False):
+                    size: float = 3.0, outlines: bool = True, errors: bool = False,
+                    paired: bool = True):
     """Rows of **image | true mask | prediction** (and optionally the error map).
 
     ``outlines=True`` draws true (green) and predicted (magenta) outlines over the image in the
-    first column, so a reader sees both boundaries on the real pixels.
+    first column, so a reader sees both boundaries on the real pixels. ``paired=True`` colours
+    each predicted nucleus like the true nucleus it matches (:func:`paired_colours`; false
+    positives white), so nuclei can be matched by eye and merges show as one colour over two.
 
     Used in notebook 09.
     """
@@ -142,7 +190,9 @@ def show_comparison(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarr
         if outlines:
             shown = overlay_outlines(overlay_outlines(shown, true, OUTLINE_TRUE), pred,
                                      OUTLINE_PRED)
-        panels = [shown, labels_to_rgb(true), labels_to_rgb(pred)]
+        coloured = paired_colours(true, pred) if paired else (labels_to_rgb(true),
+                                                                labels_to_rgb(pred))
+        panels = [shown, *coloured]
         if errors:
             panels.append(error_map(true, pred))
         for c, panel in enumerate(panels):
@@ -208,18 +258,23 @@ def pick_examples(scores, n: int = 6) -> list[str]:
 
 
 def comparison_figure(samples, probabilities, post, ids: list[str], title: str):
-    """Rows of image | true mask | prediction | errors for the samples with the chosen ids.
+    """Rows of image | true mask | prediction | errors for the samples with the chosen ids,
+    each row titled with its image's id and DSB score.
 
     ``probabilities``: the network's output for each sample (in order); ``post`` turns them
     into nuclei (a :class:`unet_lesson.evaluate.PostProcess`).
 
     Used in notebook 11.
     """
+    from .metrics import dsb_score
+
     by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
     chosen = [by_id[i] for i in ids]
     preds = [post(p) for _, p in chosen]
+    titles = [f"{s.image_id[:10]}\nDSB {dsb_score(s.labels, pred):.2f}"
+              for (s, _), pred in zip(chosen, preds, strict=True)]
     fig = show_comparison([s.image for s, _ in chosen], [s.labels for s, _ in chosen],
-                          preds, row_titles=[i[:12] for i in ids], errors=True)
+                          preds, row_titles=titles, errors=True)
     fig.suptitle(title, y=1.0)
     return fig
 

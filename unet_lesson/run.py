@@ -239,12 +239,14 @@ class Run:
         return self.epochs_done() >= self.config.num_epochs
 
     def train(self, samples, device: torch.device | None = None, *,
-              until_epoch: int | None = None, time_limit_s: float | None = None
-              ) -> pd.DataFrame:
+              until_epoch: int | None = None, time_limit_s: float | None = None,
+              watch=None) -> pd.DataFrame:
         """Train (or continue training, from ``last.pt``) to ``config.num_epochs``.
 
         The results of an older state of the network (metrics, figures, post-processing,
-        submissions) are removed first. Returns the history of the whole run.
+        submissions) are removed first. ``watch(row, state)``: called after each epoch is
+        saved, with its history row and checkpoint state (notebook 10 predicts one image
+        with each epoch's weights). Returns the history of the whole run.
         """
         parts = self.split(samples)
         state = None
@@ -258,8 +260,13 @@ class Run:
                 for name in ("history.csv", "best.pt"):
                     self.path(name).unlink(missing_ok=True)
             self.clear_results()
+        def on_epoch(row: dict, state: dict, is_best: bool) -> None:
+            self._save_epoch(row, state, is_best)
+            if watch is not None:
+                watch(row, state)
+
         return fit(self.config, parts["train"], parts["val"], device=device,
-                   resume_from=state, on_epoch=self._save_epoch, until_epoch=until_epoch,
+                   resume_from=state, on_epoch=on_epoch, until_epoch=until_epoch,
                    time_limit_s=time_limit_s)
 
     def _save_epoch(self, row: dict, state: dict, is_best: bool) -> None:
