@@ -94,7 +94,13 @@ def test_draw_unet_labels_every_box_of_figure_1():
     sizes = [int(t[:-1]) for t in texts if t.endswith("\u00b2")]
     assert sizes == [s.size for s in feature_shapes(572)]  # 572, 570, 568, 284, ..., 388, 388
     channels = [int(t) for t in texts if t.isdecimal()]  # "²" is a digit, not a decimal
-    assert channels == [s.channels for s in feature_shapes(572) if s.op != "pool"]
+    # as in Figure 1: an up-convolution's box with its white copy is labelled with the
+    # channels of the concatenation (1024 = 512 + 512, ..., 128 = 64 + 64)
+    expected = [2 * s.channels if s.op == "up-conv" else s.channels
+                for s in feature_shapes(572) if s.op != "pool"]
+    assert channels == expected
+    assert [c for c, s in zip(channels, [s for s in feature_shapes(572) if s.op != "pool"],
+                               strict=True) if s.op == "up-conv"] == [1024, 512, 256, 128]
     boxes = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
     white = [p for p in boxes if p.get_facecolor()[:3] == (1.0, 1.0, 1.0)]
     assert len(boxes) == len(sizes) + 4 and len(white) == 4  # one cropped copy per up step

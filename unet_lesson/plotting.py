@@ -315,7 +315,9 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
 
     One box per feature map (height grows with its size, width with its channels), its size
     written at the lower left and its channels on top; white boxes are the cropped copies that
-    the expansive path concatenates. ``until`` stops after that stage (e.g.
+    the expansive path concatenates, and, as in Figure 1, the pair of a copy and an
+    up-convolution's output is labelled with the channels of the concatenation (1024 at the
+    lowest step up, 128 at the top). ``until`` stops after that stage (e.g.
     ``"bottleneck conv b"`` for the contracting path only). Returns the figure.
 
     Used in notebook 03.
@@ -361,7 +363,10 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
             skips[level] = stage
         ax.text((left + x + w / 2) / 2, top - h - 0.04, f"{size}\u00b2", ha="center", va="top",
                 fontsize=7)
-        if stage.op != "pool":  # as in Figure 1: a pooled map keeps its channels
+        if stage.op == "up-conv":  # as in Figure 1: the concatenated pair, copy + up-conv
+            ax.text((left + x + w / 2) / 2, top + 0.04, str(channels + skips[level].channels),
+                    ha="center", va="bottom", fontsize=7)
+        elif stage.op != "pool":  # as in Figure 1: a pooled map keeps its channels
             ax.text(x, top + 0.04, str(channels), ha="center", va="bottom", fontsize=7)
 
     def arrow(start, end, kind):
