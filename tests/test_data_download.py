@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 from functools import partial
@@ -254,8 +257,8 @@ def test_kaggle_download_unpacks_the_nested_zips(tmp_path):
 
 
 @pytest.mark.parametrize("error, message", [
-    (None, r"no Kaggle credentials found: .*kaggle\.json in ~/\.kaggle/.*KAGGLE_USERNAME.*"
-           r"Colab.*source='bbbc038'"),
+    (None, r"no Kaggle credentials found: .*kaggle\.com/settings/api.*KAGGLE_API_TOKEN.*"
+           r"~/\.kaggle/access_token.*Colab.*kaggle\.json.*KAGGLE_USERNAME.*source='bbbc038'"),
     (http_error(403), r"HTTP 403.*accept the competition's rules.*kaggle\.com/competitions/"
                       r"data-science-bowl-2018/rules.*source='bbbc038'"),
     (http_error(401), r"rejected your credentials \(HTTP 401\)"),
@@ -265,9 +268,11 @@ def test_kaggle_download_unpacks_the_nested_zips(tmp_path):
 ])
 def test_kaggle_failures_give_actionable_messages(tmp_path, error, message):
     api = FakeKaggleApi(error=error, authenticated=error is not None)
+    dest = tmp_path / "data" / "dsb2018"
     with pytest.raises(DownloadError, match=message):
-        download_dsb2018(tmp_path, source="kaggle", api=api)
-    assert not (tmp_path / "stage1_train").exists()
+        download_dsb2018(dest, source="kaggle", api=api)
+    # nothing left behind: no empty .download work folder, no empty folders made by the call
+    assert not (tmp_path / "data").exists(), sorted(tmp_path.rglob("*"))
 
 
 def test_kaggle_archive_without_a_part_is_reported(tmp_path):
@@ -284,3 +289,58 @@ def test_the_real_kaggle_client_without_credentials(tmp_path, monkeypatch, capsy
     with pytest.raises(DownloadError, match="no Kaggle credentials found"):
         download_dsb2018(tmp_path / "dsb", source="kaggle")
     assert "Traceback" not in capsys.readouterr().out
+
+
+def test_failed_downloads_leave_no_empty_folders_but_keep_what_was_there(server, tmp_path):
+    serve, _ = server
+    url = serve("gone", status=404)
+    dest = tmp_path / "new" / "dsb2018"
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_dsb2018(dest, base_url=url, progress=False)
+    assert not (tmp_path / "new").exists(), sorted(tmp_path.rglob("*"))
+    kept = tmp_path / "kept"
+    (kept / "notes").mkdir(parents=True)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_dsb2018(kept, base_url=url, progress=False)
+    assert sorted(p.name for p in kept.iterdir()) == ["notes"]  # the folder was there: it stays
+
+
+def test_the_real_kaggle_client_prints_nothing_but_our_one_message(tmp_path):
+    """A fresh interpreter: importing our module and asking Kaggle with no credentials.
+
+    kaggle 2.x authenticates while its package is imported and prints its ~18-line help when it
+    finds nothing; the student must see one message, ours, and nothing else on stdout or stderr.
+    """
+    pytest.importorskip("kaggle")
+    script = (
+        "from unet_lesson.data import download\n"
+        "try:\n"
+        "    download.download_dsb2018(DEST, source='kaggle')\n"
+        "except download.DownloadError as error:\n"
+        "    print('DownloadError:', error)\n"
+    ).replace("DEST", repr(str(tmp_path / "data" / "dsb2018")))
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"}}
+    env.update(HOME=str(tmp_path), KAGGLE_CONFIG_DIR=str(tmp_path / "kaggle-config"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == f"DownloadError: {dl.NO_CREDENTIALS}\n"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("raised, message", [
+    (OSError("Could not find kaggle.json. Make sure it's located in /root/.kaggle."),
+     "no Kaggle credentials found"),  # kaggle 1.x
+    (requests.exceptions.ConnectionError("offline"), r"could not reach Kaggle"),  # a token check
+])
+def test_authentication_errors_of_older_clients_and_offline(tmp_path, raised, message):
+    class Api(FakeKaggleApi):
+        def authenticate(self):
+            print("Kaggle's own chatter")
+            raise raised
+
+    with pytest.raises(DownloadError, match=message):
+        download_dsb2018(tmp_path / "dsb", source="kaggle", api=Api())
+    assert not (tmp_path / "dsb").exists()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MAX_BYTES = 1_500_000
 
 
@@ -51,9 +52,21 @@ def test_notebook_skeleton(path):
 
 
 def test_setup_cells_are_identical_everywhere():
-    """One setup cell for the whole course: install in Colab, pick the device, seed, print."""
+    """One setup cell for the whole course, written from pyproject.toml's version and address.
+
+    It installs the notebook's version where the package is missing or at another version, then
+    seeds, picks the device and prints (tests/test_setup_cell.py and tests/test_wheel.py check
+    what it says and does).
+    """
     setups = {p.name: _setup_cell(_load(p)) for p in NOTEBOOKS}
-    assert len(set(setups.values())) == 1, setups
+    assert len(set(setups.values())) == 1, "setup cells differ: run python tools/sync_setup_cell.py"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'(?m)^version = "([^"]+)"$', pyproject).group(1)
+    repository = re.search(r'(?m)^Repository = "([^"]+)"$', pyproject).group(1)
+    setup = next(iter(setups.values()))
+    assert f'VERSION = "{version}"' in setup and f'REPOSITORY = "{repository}"' in setup, (
+        "the setup cells are not in step with pyproject.toml: run python tools/sync_setup_cell.py"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

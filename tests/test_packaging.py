@@ -49,5 +49,27 @@ def test_required_runtime_packages_are_declared():
     names = set(_pyproject_requirements())
     for name in ["torch", "numpy", "matplotlib", "pandas", "scipy", "scikit-image", "pillow",
                  "tqdm", "kaggle", "pytest", "nbval", "jupyterlab", "ipykernel", "ipywidgets",
-                 "ruff"]:
+                 "ruff", "build", "selenium"]:
         assert name in names, name
+
+
+def test_torch_floor_has_the_device_string_grad_scaler():
+    """torch.amp.GradScaler("cuda") (used by unet_lesson.precision) appeared in torch 2.3."""
+    spec = _pyproject_requirements()["torch"]
+    floor = re.fullmatch(r">=(\d+)\.(\d+)(?:\.\d+)?", spec)
+    assert floor, f"torch should have a lower bound only (install torch first), not {spec!r}"
+    assert tuple(map(int, floor.groups())) >= (2, 3)
+    import torch
+
+    torch.amp.GradScaler("cpu", enabled=False)  # the installed torch has the API
+
+
+def test_project_urls_name_the_repository_once():
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Repository"].startswith("https://github.com/")
+
+
+def test_pytest_markers_are_registered():
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    names = {marker.split(":")[0] for marker in options["markers"]}
+    assert {"browser", "venv"} <= names

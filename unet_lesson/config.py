@@ -212,8 +212,10 @@ def course_config(kind: str = "practical", device=None) -> TrainConfig:
     cpu = PRESETS["demo"] if kind == "practical" else dict(
         base_channels=16, tile_size=100, batch_size=4, tiles_per_epoch=160, num_epochs=12,
         val_max_images=24, num_workers=0, lr=0.01)
-    gpu = dict(num_epochs=30, tiles_per_epoch=2000, num_workers=4, augment_on_device=True) \
-        if kind == "practical" else dict(num_epochs=30, num_workers=4, augment_on_device=True)
+    workers = min(4, env.cpu_count())  # Colab's free tier has 2 CPUs
+    gpu = dict(num_epochs=30, tiles_per_epoch=2000, num_workers=workers, augment_on_device=True)
+    if kind == "paper":
+        gpu = dict(num_epochs=30, num_workers=workers, augment_on_device=True)
     sized = env.by_mode(fast=fast, cpu=cpu, gpu=gpu, device=device)
     return preset(kind, **sized)
 

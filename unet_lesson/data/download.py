@@ -45,11 +45,14 @@ PARTS = ("stage1_train", "stage1_test", "stage1_solution")
 SOLUTION_CSV = "stage1_solution.csv"
 _WORK = ".download"  # archives in progress, inside dest
 
+KAGGLE_TOKEN_PAGE = "https://www.kaggle.com/settings/api"
 NO_CREDENTIALS = (
-    "no Kaggle credentials found: create an API token at https://www.kaggle.com/settings "
-    "(API > Create New Token) and put kaggle.json in ~/.kaggle/ (or set KAGGLE_USERNAME and "
-    "KAGGLE_KEY; in Colab, upload kaggle.json and copy it to ~/.kaggle/, or set them from "
-    "Colab's secrets); or use source='bbbc038', which needs no account"
+    f"no Kaggle credentials found: generate an API token at {KAGGLE_TOKEN_PAGE} (\"Generate New "
+    "Token\" under \"API\") and set the environment variable KAGGLE_API_TOKEN to it, or save it "
+    "in ~/.kaggle/access_token (in Colab: add it to the Secrets panel as KAGGLE_API_TOKEN, then "
+    "`from google.colab import userdata; os.environ['KAGGLE_API_TOKEN'] = "
+    "userdata.get('KAGGLE_API_TOKEN')`); an older ~/.kaggle/kaggle.json, or KAGGLE_USERNAME and "
+    "KAGGLE_KEY, also work; or use source='bbbc038', which needs no account"
 )
 RULES_NOT_ACCEPTED = (
     "Kaggle refused the download (HTTP 403): accept the competition's rules first, logged in, at "
@@ -57,8 +60,9 @@ RULES_NOT_ACCEPTED = (
     "source='bbbc038', which needs no account"
 )
 BAD_CREDENTIALS = (
-    "Kaggle rejected your credentials (HTTP 401): create a new API token at "
-    "https://www.kaggle.com/settings and replace ~/.kaggle/kaggle.json; or use source='bbbc038'"
+    "Kaggle rejected your credentials (HTTP 401): generate a new API token at "
+    f"{KAGGLE_TOKEN_PAGE} and replace the old one (KAGGLE_API_TOKEN, ~/.kaggle/access_token or "
+    "~/.kaggle/kaggle.json); or use source='bbbc038'"
 )
 
 
@@ -92,16 +96,27 @@ def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    if source not in ("bbbc038", "kaggle"):
+        raise ValueError(f"source must be 'bbbc038' or 'kaggle', got {source!r}")
     missing = [part for part in parts if not _present(dest, part)]
     if not missing:
         return dest  # a complete copy: nothing to do
+    if source == "kaggle":
+        api = _kaggle_api(api)  # no credentials: say so before creating any folder
+    made = [folder for folder in (dest, *dest.parents) if not folder.exists()]
     dest.mkdir(parents=True, exist_ok=True)
-    if source == "bbbc038":
-        _from_bbbc038(dest, missing, base_url, timeout, progress)
-    elif source == "kaggle":
-        _from_kaggle(dest, missing, api)
-    else:
-        raise ValueError(f"source must be 'bbbc038' or 'kaggle', got {source!r}")
+    try:
+        if source == "bbbc038":
+            _from_bbbc038(dest, missing, base_url, timeout, progress)
+        else:
+            _from_kaggle(dest, missing, api)
+    except BaseException:
+        # keep a whole archive already downloaded (the next run reuses it), but leave no empty
+        # work folder, and no empty folders this call created
+        for folder in (dest / _WORK, *made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        raise
     shutil.rmtree(dest / _WORK, ignore_errors=True)
     return dest
 
@@ -187,21 +202,43 @@ def fetch(url: str, target: Path, timeout: float = 60.0, progress: bool | None =
 
 
 def _kaggle_api(api):
-    """An authenticated Kaggle API (``api`` or a new ``KaggleApi``), or a clear error."""
+    """An authenticated Kaggle API (``api`` or a new ``KaggleApi``), or a clear error.
+
+    Importing ``kaggle.api.kaggle_api_extended`` first runs ``kaggle/__init__.py``, which
+    authenticates at import time and prints Kaggle's own help text when it finds no
+    credentials; that text is swallowed here, so the only message is ours.
+    """
     if api is None:
         try:
-            # never `import kaggle`: it prints a long help text and may call the network
-            from kaggle.api.kaggle_api_extended import KaggleApi
+            with _quiet():
+                from kaggle.api.kaggle_api_extended import KaggleApi
         except ImportError:
             raise DownloadError("the kaggle package is not installed: pip install kaggle, or "
                                 "use source='bbbc038'") from None
+        except OSError as error:  # kaggle 1.x authenticates at import: no kaggle.json
+            raise _no_credentials_or(error) from None
         api = KaggleApi()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            api.authenticate()  # raises SystemExit (not an Exception) without credentials
-    except SystemExit:
+        with _quiet():
+            api.authenticate()
+    except SystemExit:  # kaggle 2.x without credentials (SystemExit is not an Exception)
         raise DownloadError(NO_CREDENTIALS) from None
+    except OSError as error:  # kaggle 1.x without kaggle.json, or no network
+        raise _no_credentials_or(error) from None
     return api
+
+
+def _no_credentials_or(error: OSError) -> DownloadError:
+    if "kaggle.json" in str(error):
+        return DownloadError(NO_CREDENTIALS)
+    return _kaggle_error(error)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Swallow what Kaggle's client prints (its help text, "Invalid credentials!")."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def _kaggle_error(error: Exception) -> DownloadError | None:
@@ -221,7 +258,6 @@ def _kaggle_error(error: Exception) -> DownloadError | None:
 
 
 def _from_kaggle(dest: Path, parts: list[str], api) -> None:
-    api = _kaggle_api(api)
     work = dest / _WORK
     work.mkdir(exist_ok=True)
     try:
