@@ -63,6 +63,19 @@ def header(title: str, device: torch.device) -> None:
     print(f"date   : {time.strftime('%Y-%m-%d %H:%M')}")
 
 
+def time_steps(step, device: torch.device, steps: int, warmup: int) -> float:
+    """Seconds per call of ``step()``: ``warmup`` calls first, then ``steps`` timed ones, the
+    device synchronised around the timing (CUDA runs asynchronously)."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
 def sync(device: torch.device) -> None:
     import torch
 

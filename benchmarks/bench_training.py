@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_description, header, save, sync  # noqa: E402
+from _common import device_description, header, save, time_steps  # noqa: E402
 
 from unet_lesson import UNet, env  # noqa: E402
 
@@ -49,14 +48,7 @@ def bench(variant: str, args, device: torch.device) -> float:
         loss.backward()
         opt.step()
 
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    return args.steps * args.batch_size / (time.perf_counter() - start)
+    return args.batch_size / time_steps(step, device, args.steps, args.warmup)
 
 
 def main() -> None:

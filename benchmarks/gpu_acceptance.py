@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_description, sync  # noqa: E402
+from _common import device_description, time_steps  # noqa: E402
 
 from unet_lesson import env, precision  # noqa: E402
 from unet_lesson.config import apply_overrides, preset  # noqa: E402
@@ -125,14 +125,7 @@ def throughput(width: int, variant: str, args, device: torch.device) -> dict:
     flops_per_image = counter.get_total_flops() / args.batch_size
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    images_per_s = args.steps * args.batch_size / (time.perf_counter() - start)
+    images_per_s = args.batch_size / time_steps(step, device, args.steps, args.warmup)
     peak, kind = peak_tflops(device, dtype)
     return {"width": width, "variant": variant, "precision": precision.describe(dtype),
             "images_per_s": round(images_per_s, 1),

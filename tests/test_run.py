@@ -6,6 +6,7 @@ import shutil
 
 import pandas as pd
 import pytest
+import tiny
 
 from unet_lesson import env
 from unet_lesson.config import preset
@@ -15,17 +16,11 @@ from unet_lesson.run import RESULTS, Run, RunError
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    make_synthetic_dsb(root, n_images=10, seed=4, image_size=64, progress=False)
-    return root, load_dsb_folder(root, cache=False, progress=False)
+    return tiny.tiny_set(tmp_path_factory.mktemp("data") / "tiny", seed=4)
 
 
 def tiny_config(**changes):
-    values = dict(base_channels=4, depth=2, tile_size=32, batch_size=4, tiles_per_epoch=8,
-                  num_epochs=1, warmup_steps=2, num_workers=0, val_max_images=2,
-                  val_fraction=0.2, test_fraction=0.2, channels_last=False,
-                  best_above_chance=False, split="random")
-    return preset("practical", **{**values, **changes})
+    return tiny.tiny_config(**{"num_epochs": 1, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tiny
 import torch
 
 from unet_lesson import evaluate, losses
 from unet_lesson.checkpoint import load_checkpoint, load_model
-from unet_lesson.config import preset
-from unet_lesson.data import load_dsb_folder, make_synthetic_dsb
 from unet_lesson.losses import make_targets
 from unet_lesson.run import Run, RunError
 from unet_lesson.train import DIVERGENCE_FACTOR, DivergenceError, fit
@@ -16,18 +15,10 @@ from unet_lesson.train import DIVERGENCE_FACTOR, DivergenceError, fit
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    make_synthetic_dsb(root, n_images=10, seed=3, image_size=64, progress=False)
-    return root, load_dsb_folder(root, cache=False, progress=False)
+    return tiny.tiny_set(tmp_path_factory.mktemp("data") / "tiny", seed=3)
 
 
-def tiny_config(**changes):
-    values = dict(base_channels=4, depth=2, tile_size=32, batch_size=4, tiles_per_epoch=8,
-                  num_epochs=2, warmup_steps=2, num_workers=0, val_max_images=2,
-                  val_fraction=0.2, test_fraction=0.2, channels_last=False,
-                  # a few steps of a width-4 net learn nothing; 10 images are too few for groups
-                  best_above_chance=False, split="random")
-    return preset("practical", **{**values, **changes})
+tiny_config = tiny.tiny_config
 
 
 def _weights(path):
@@ -167,9 +158,9 @@ def test_best_needs_to_beat_chance_and_earlier_epochs():
 @pytest.mark.parametrize("name", ["paper", "practical"])
 def test_both_configurations_train(tiny_set, tmp_path, name):
     root, samples = tiny_set
-    cfg = preset(name, base_channels=4, depth=2, tile_size=24, batch_size=2, tiles_per_epoch=4,
-                 num_epochs=1, num_workers=0, val_max_images=1, val_fraction=0.2,
-                 test_fraction=0.2, warmup_steps=1, split="random")
+    cfg = tiny_config(name, tile_size=24, batch_size=2, tiles_per_epoch=4, num_epochs=1,
+                      val_max_images=1, warmup_steps=1, best_above_chance=True,
+                      channels_last=True)
     history = Run.create(tmp_path, cfg, root, samples).train(samples)
     assert np.isfinite(history["train_loss"]).all() and history["val_dsb"].notna().all()
     net, cfg_loaded, _ = load_model(tmp_path / "last.pt", torch.device("cpu"))
@@ -230,23 +221,14 @@ def test_augmentation_on_the_device_trains_and_resumes_exactly(tiny_set, tmp_pat
     """augment_on_device: the DataLoader cuts windows, the batch is deformed and its targets
     made on the device (the weight map on the CPU, after the deformation)."""
     root, samples = tiny_set
-    cfg = tiny_config(augment_on_device=True, num_epochs=2, dropout=0.2)
-    if name == "paper":
-        cfg = preset("paper", **{k: v for k, v in flatten_tiny().items()},
-                     augment_on_device=True, num_epochs=2)
+    cfg = tiny_config(name, augment_on_device=True, dropout=0.2, tile_size=24, batch_size=2,
+                      tiles_per_epoch=4)
     Run.create(tmp_path / "straight", cfg, root, samples).train(samples)
     Run.create(tmp_path / "broken", cfg, root, samples).train(samples, until_epoch=0)
     history = Run.resume(tmp_path / "broken").train(samples)
     assert np.isfinite(history["train_loss"]).all() and len(history) == 2
     for key, value in _weights(tmp_path / "straight" / "last.pt").items():
         assert torch.equal(value, _weights(tmp_path / "broken" / "last.pt")[key]), key
-
-
-def flatten_tiny() -> dict:
-    """The tiny sizes for a paper (valid padding) run."""
-    return dict(base_channels=4, depth=2, tile_size=24, batch_size=2, tiles_per_epoch=4,
-                num_workers=0, val_max_images=1, val_fraction=0.2, test_fraction=0.2,
-                warmup_steps=1, split="random", best_above_chance=False, channels_last=False)
 
 
 def test_device_targets_equal_the_per_tile_ones():
