@@ -33,13 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, header, save, sync  # noqa: E402
 
 from unet_lesson.data import MODALITIES, Augment, TileDataset, synthetic_sample  # noqa: E402
-from unet_lesson.data.batch_augment import (  # noqa: E402
-    BatchAugment,
-    WindowDataset,
-    three_class_target_batch,
-    weight_map_batch,
-)
-from unet_lesson.train import make_targets  # noqa: E402
+from unet_lesson.data.batch_augment import BatchAugment  # noqa: E402
+from unet_lesson.data.batch_targets import three_class_target_batch, weight_map_batch  # noqa: E402
+from unet_lesson.losses import make_targets  # noqa: E402
 
 SIZES = [(256, 256), (256, 320), (360, 360), (520, 696)]  # like stage1_train's common sizes
 
@@ -65,7 +61,7 @@ def batched_run(samples, args, workers: int, device: torch.device,
                 weight_map: bool = False) -> tuple[float, float]:
     """Crops/s of plain windows + ``BatchAugment`` + the three-class target on ``device``."""
     margin = Augment().margin()  # 40 px around the tile, as TileDataset cuts for itself
-    windows = WindowDataset(samples, out_size=args.tile, padding="same", margin=margin,
+    windows = TileDataset(samples, out_size=args.tile, padding="same", margin=margin,
                             tiles_per_image=tiles_per_image(samples, args))
     loader = DataLoader(windows, batch_size=args.batch_size, num_workers=workers, shuffle=True,
                         pin_memory=device.type == "cuda")
@@ -119,7 +115,7 @@ def paired_cost(samples, args, device: torch.device) -> dict[str, tuple[float, f
         "per tile": TileDataset(samples, args.tile, augment=Augment(), tiles_per_image=n),
         "per tile + three-class target": TileDataset(samples, args.tile, augment=Augment(),
                                                      target_fn=target_fn, tiles_per_image=n),
-        "batched + three-class target": WindowDataset(samples, args.tile, margin=margin,
+        "batched + three-class target": TileDataset(samples, args.tile, margin=margin,
                                                       tiles_per_image=n),
     }
     steps = {name: (lambda batch: batch) for name in loaders}
@@ -142,7 +138,7 @@ def paired_cost(samples, args, device: torch.device) -> dict[str, tuple[float, f
 def weight_map_cost(samples, args, device: torch.device) -> float:
     """Seconds for ``weight_map_batch`` of one deformed label batch (best of 3)."""
     margin = Augment().margin()
-    windows = WindowDataset(samples, out_size=args.tile, padding="same", margin=margin)
+    windows = TileDataset(samples, out_size=args.tile, padding="same", margin=margin)
     batch = next(iter(DataLoader(windows, batch_size=args.batch_size)))
     augment = BatchAugment(Augment(), torch.Generator().manual_seed(0))
     _, labels = augment(batch["image"].to(device), batch["labels"].to(device), margin)

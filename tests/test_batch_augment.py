@@ -14,7 +14,6 @@ from unet_lesson.data import Augment, TileDataset, augment, synthetic_sample
 from unet_lesson.data.batch_augment import (
     BatchAugment,
     Draws,
-    WindowDataset,
     apply_grey_values,
     displacement_from_grid,
     draw_symmetries,
@@ -24,9 +23,11 @@ from unet_lesson.data.batch_augment import (
     grey_values_batch,
     source_positions,
     symmetry_batch,
+    warp_batch,
+)
+from unet_lesson.data.batch_targets import (
     targets_on_cpu,
     three_class_target_batch,
-    warp_batch,
     weight_map_batch,
 )
 from unet_lesson.instances import three_class_target
@@ -402,9 +403,9 @@ def samples():
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_windows_are_tiledatasets_crops_with_a_margin(samples, padding):
     tiles = TileDataset(samples, out_size=36, padding=padding, depth=2, tiles_per_image=3)
-    plain = WindowDataset(samples, out_size=36, padding=padding, depth=2, margin=0,
+    plain = TileDataset(samples, out_size=36, padding=padding, depth=2, margin=0,
                           tiles_per_image=3)
-    wide = WindowDataset(samples, out_size=36, padding=padding, depth=2, margin=10,
+    wide = TileDataset(samples, out_size=36, padding=padding, depth=2, margin=10,
                          tiles_per_image=3)
     assert len(plain) == len(tiles) and (wide.in_size, wide.out_size) == (tiles.in_size,
                                                                          tiles.out_size)
@@ -424,7 +425,7 @@ def test_windows_are_tiledatasets_crops_with_a_margin(samples, padding):
 def test_valid_padding_windows_keep_image_and_labels_aligned_after_augmentation(samples):
     """in_size + 2 margin windows, augmented; labels cropped to the output size after."""
     margin = Augment().margin()
-    windows_ = WindowDataset(samples, out_size=36, padding="valid", depth=2, margin=margin,
+    windows_ = TileDataset(samples, out_size=36, padding="valid", depth=2, margin=margin,
                              tiles_per_image=2)
     assert windows_.in_size > windows_.out_size  # context around the output
     batch = torch.utils.data.default_collate([windows_[i] for i in range(len(windows_))])

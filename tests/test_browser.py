@@ -633,5 +633,4 @@ def test_notebooks_run_green_in_jupyterlab(tmp_path, monkeypatch):
     for folder, existed in checkpoints_before.items():
         if folder.exists() and not existed:
             problems.append(f"JupyterLab made checkpoints in the repository: {folder}")
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    assert not problems, "\n\n".join(problems)

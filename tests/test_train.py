@@ -233,7 +233,7 @@ def test_augmentation_on_the_device_trains_and_resumes_exactly(tiny_set, tmp_pat
 
 def test_device_targets_equal_the_per_tile_ones():
     """The three-class target made on the device after the deformation is the numpy one."""
-    from unet_lesson.data.batch_augment import three_class_target_batch
+    from unet_lesson.data.batch_targets import three_class_target_batch
     from unet_lesson.toy import synthetic_nuclei
 
     labels = np.stack([synthetic_nuclei((48, 48), 8, seed=s) for s in range(3)])

@@ -59,9 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download the DSB 2018 data (BBBC038 or Kaggle)",
                        description="Download stage1_train, stage1_test and the stage-1 "
                        "solution. 'bbbc038' (the Broad Institute's copy) needs no account; "
-                       "'kaggle' needs a Kaggle API token (KAGGLE_API_TOKEN or ~/.kaggle/access_token; "
-                       "the older ~/.kaggle/kaggle.json works too) and the competition's rules "
-                       "accepted.")
+                       "'kaggle' needs a Kaggle API token (KAGGLE_API_TOKEN or "
+                       "~/.kaggle/access_token; the older ~/.kaggle/kaggle.json works too) and "
+                       "the competition's rules accepted.")
     p.add_argument("--dest", type=Path, help="target folder (default: data/dsb2018)")
     p.add_argument("--source", choices=["bbbc038", "kaggle"], default="bbbc038")
 

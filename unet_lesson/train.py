@@ -33,7 +33,8 @@ from . import distributed, env, model
 from .checkpoint import rng_state, set_rng_state
 from .config import TrainConfig
 from .data import Augment, ColourAugment, TileDataset
-from .data.batch_augment import BatchAugment, targets_on_cpu, three_class_target_batch
+from .data.batch_augment import BatchAugment
+from .data.batch_targets import targets_on_cpu, three_class_target_batch
 from .evaluate import chance_scores, validation_scores
 from .losses import loss_function, make_targets
 from .model import center_crop

@@ -17,18 +17,14 @@ tensors), the same pixels for the same random draws (the tests check it against 
 * :class:`BatchAugment` - all of them in the order of
   :func:`~unet_lesson.data.augment.augment_window`, configured by the same
   :class:`~unet_lesson.data.augment.Augment`.
-* :func:`three_class_target_batch` - :func:`unet_lesson.instances.three_class_target` on the
-  device. Targets made from labels must be computed *after* the deformation.
-* :func:`weight_map_batch` - the paper's weight map has no device version (distance
-  transforms): it is computed per tile on the CPU and sent back to the device.
-* :class:`WindowDataset` - the DataLoader side: the crops of
-  :class:`~unet_lesson.data.tiles.TileDataset`, cut ``margin`` pixels larger on every side and
-  not augmented.
+The DataLoader side is :class:`~unet_lesson.data.tiles.TileDataset` with ``augment=None`` and a
+``margin``: windows cut ``margin`` pixels larger on every side and not augmented. Targets made
+from labels must be computed *after* the deformation: :mod:`.batch_targets`.
 
 Usage (``s = in_size + 2 * margin``; valid padding: crop the targets to the output size after)::
 
     margin = Augment().margin()                               # 40 px
-    loader = DataLoader(WindowDataset(samples, 256, margin=margin), batch_size=8)
+    loader = DataLoader(TileDataset(samples, 256, margin=margin), batch_size=8)
     augment = BatchAugment(Augment(), torch.Generator().manual_seed(0))
     for batch in loader:
         images, labels = batch["image"].to(device), batch["labels"].to(device)  # (B, C, s, s)
@@ -48,21 +44,15 @@ the DataLoader only the cutting of windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache, partial
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.morphology import disk
 from torch import Tensor
 
-from .. import weights
-from ..instances import BACKGROUND, BORDER, BORDER_WIDTH, INTERIOR
 from .augment import Augment
-from .dsb import to_input
-from .tiles import TileDataset, extract_window
 
 # --------------------------------------------------------------------------------------------
 # Random draws: on the generator's device, then moved to the batch's device
@@ -464,136 +454,6 @@ def _check_windows(images: Tensor, labels: Tensor, margin: int) -> None:
     if margin < 0 or min(images.shape[-2:]) <= 2 * margin:
         raise ValueError(f"margin {margin} px does not fit windows of "
                          f"{tuple(images.shape[-2:])}: the windows must be the tile plus "
-                         "margin px on every side (see WindowDataset)")
+                         "margin px on every side (TileDataset with a margin)")
     if labels.is_floating_point():
         raise TypeError(f"labels must hold integer nucleus ids, got {labels.dtype}")
-
-
-# --------------------------------------------------------------------------------------------
-# Targets after the deformation
-# --------------------------------------------------------------------------------------------
-
-
-def _mirror_pad(labels: Tensor, pad: int) -> Tensor:
-    """``labels (B, H, W)`` grown by ``pad`` px per side, mirrored as scipy's ``reflect``
-    (``d c b a | a b c d | d c b a``: the edge pixel is repeated)."""
-    height, width = labels.shape[-2:]
-    if pad <= min(height, width):  # one reflection is enough: flipped strips
-        labels = torch.cat([labels[:, :pad].flip(1), labels, labels[:, -pad:].flip(1)], 1)
-        return torch.cat([labels[..., :pad].flip(2), labels, labels[..., -pad:].flip(2)], 2)
-    for axis, length in ((1, height), (2, width)):  # tiny images: mirror again and again
-        index = torch.arange(-pad, length + pad, device=labels.device) % (2 * length)
-        labels = labels.index_select(axis, torch.where(index < length, index,
-                                                       2 * length - 1 - index))
-    return labels
-
-
-def _steps_inside(footprint: np.ndarray) -> tuple[list, list]:
-    """The steps between 4-neighbours that lie inside ``footprint``, as offsets of their top
-    (vertical) or left (horizontal) pixel from the centre: ``(vertical, horizontal)``."""
-    r = footprint.shape[0] // 2
-    vertical = np.argwhere(footprint[:-1] & footprint[1:]) - r
-    horizontal = np.argwhere(footprint[:, :-1] & footprint[:, 1:]) - r
-    return vertical.tolist(), horizontal.tolist()
-
-
-def three_class_target_batch(labels: Tensor, border_width: int = BORDER_WIDTH) -> Tensor:
-    """Class per pixel of ``labels (B, H, W)``: 0 background, 1 nucleus interior, 2 border.
-
-    A nucleus pixel is *border* when another label (background or a different nucleus) lies
-    within ``border_width`` px (the disk of ``skimage.morphology.disk``); the image edge is
-    not a border (the labels are mirrored as scipy's filters do). Equal to
-    :func:`unet_lesson.instances.three_class_target` per tile. Returns int64 (B, H, W).
-
-    How: some pixel of the disk differs from the centre exactly when some step between two
-    4-neighbours inside the disk changes label (walk from the centre to the differing pixel
-    inside the disk: one step changes it). So two comparisons (each pixel with its right and
-    its lower neighbour) and a few shifted ORs of their boolean maps do the job.
-    """
-    if labels.ndim != 3 or labels.is_floating_point():
-        raise ValueError(f"labels must be integer ids (B, H, W), got {labels.dtype} "
-                         f"{tuple(labels.shape)}")
-    if border_width < 1:
-        raise ValueError(f"border_width must be >= 1 pixel, got {border_width}")
-    r, (height, width) = border_width, labels.shape[-2:]
-    padded = _mirror_pad(labels, r)  # (B, H+2r, W+2r)
-    down = padded[:, :-1] != padded[:, 1:]  # (B, H+2r-1, W+2r): label changes going down
-    right = padded[:, :, :-1] != padded[:, :, 1:]  # (B, H+2r, W+2r-1): going right
-    differs = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
-    vertical, horizontal = _steps_inside(disk(border_width).astype(bool))
-    for steps, change in ((vertical, down), (horizontal, right)):
-        for dy, dx in steps:
-            differs |= change[:, r + dy : r + dy + height, r + dx : r + dx + width]
-    nucleus = labels > 0
-    target = torch.full(labels.shape, BACKGROUND, dtype=torch.int64, device=labels.device)
-    target.masked_fill_(nucleus, INTERIOR)
-    return target.masked_fill_(nucleus & differs, BORDER)  # (B, H, W)
-
-
-def targets_on_cpu(labels: Tensor, target_fn: Callable[[np.ndarray], dict[str, np.ndarray]]
-                   ) -> dict[str, Tensor]:
-    """``target_fn`` (numpy, one ``(H, W)`` label tile) on every tile, stacked on the device.
-
-    For targets with no device version, e.g. ``functools.partial(train.make_targets, ...)``:
-    the labels go to the CPU, each tile is processed there, the results come back as
-    ``(B, ...)`` tensors on ``labels.device``. Costs a host round trip and a Python loop.
-    """
-    tiles = labels.cpu().numpy()  # (B, H, W)
-    results = [target_fn(tile) for tile in tiles]
-    return {name: torch.from_numpy(np.stack([r[name] for r in results])).to(labels.device)
-            for name in results[0]}
-
-
-def _binary_and_weight(labels: np.ndarray, w0: float, sigma: float) -> dict[str, np.ndarray]:
-    """The binary target and the paper's weight map of one tile (as ``train.make_targets``)."""
-    labels = weights.open_gaps(labels)  # a line of background between touching nuclei
-    return {"target": (labels > 0).astype(np.int64),  # (H, W) 0/1
-            "weight": weights.weight_map(labels, w0=w0, sigma=sigma)}  # (H, W) float32
-
-
-def weight_map_batch(labels: Tensor, w0: float = weights.W0, sigma: float = weights.SIGMA
-                     ) -> dict[str, Tensor]:
-    r"""The paper's weight map (section 3, eq. 2) of deformed ``labels (B, H, W)``, on the CPU.
-
-    Distance transforms have no device version: each tile goes through
-    :func:`weights.open_gaps` and :func:`weights.weight_map` on the CPU, as
-    ``train.make_targets(target="binary", loss="weighted_ce")`` does. Returns ``{"target":
-    int64 (B, H, W) 0/1, "weight": float32 (B, H, W)}`` on ``labels.device``.
-    """
-    return targets_on_cpu(labels, lambda tile: _binary_and_weight(tile, w0, sigma))
-
-
-# --------------------------------------------------------------------------------------------
-# The DataLoader side: plain windows with a margin
-# --------------------------------------------------------------------------------------------
-
-
-class WindowDataset(TileDataset):
-    """The crops of :class:`TileDataset`, ``margin`` px larger on every side, not augmented.
-
-    Items: ``"image"`` float32 ``(C, s, s)`` (:func:`to_input`) and ``"labels"`` int32
-    ``(s, s)`` with ``s = in_size + 2 * margin``: the windows :class:`BatchAugment` deforms on
-    the device. The same seed, epoch and index give the same crop position as
-    :class:`TileDataset`; mirrored beyond the image.
-    """
-
-    def __init__(self, samples: Sequence, out_size: int = 256, padding: str = "same",
-                 depth: int = 4, margin: int = 40, tiles_per_image: int = 1,
-                 channels: int = 3, seed: int = 0):
-        super().__init__(samples, out_size, padding, depth, augment=None,
-                         tiles_per_image=tiles_per_image, channels=channels, seed=seed)
-        if margin < 0:
-            raise ValueError(f"margin must be >= 0 pixels, got {margin}")
-        self.margin = margin
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} tiles")
-        which, top, left = self.output_window(index)
-        image, labels = self.pairs[which]
-        start = self.context + self.margin
-        size = self.in_size + 2 * self.margin
-        window = extract_window(image, top - start, left - start, size, size)  # (s, s, 3)
-        labels = extract_window(labels, top - start, left - start, size, size)  # (s, s)
-        return {"image": torch.from_numpy(to_input(window, self.channels)),  # (C, s, s)
-                "labels": torch.from_numpy(labels.astype(np.int32))}  # half of int64's bytes
