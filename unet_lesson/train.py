@@ -174,7 +174,7 @@ def colour_augment(cfg: TrainConfig) -> ColourAugment | None:
     ``colour_augment``: stain jitter in HED space (half the tiles), hue and saturation (half),
     a grey tile (one in five). ``quality_augment``: contrast, blur and noise (a third each).
 
-    Not built in a notebook: :func:`training_tiles` uses it.
+    Used in notebook 08.
     """
     if not (cfg.colour_augment or cfg.quality_augment):
         return None
@@ -187,7 +187,7 @@ def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
     """Augmented random tiles of the training images, with the config's targets; with
     ``augment_on_device``, plain windows (the margin the deformation needs, no targets yet).
 
-    Not built in a notebook: :func:`fit` calls it.
+    Used in notebook 08; :func:`fit` calls it.
     """
     augment = Augment(elastic=cfg.elastic)
     on_device = cfg.augment_on_device

@@ -1,7 +1,7 @@
 r"""Data augmentation as in the paper (section 3.1), on a training tile and its labels.
 
-"We primarily need shift and rotation invariance as well as robustness to deformations and
-gray value variations. Especially random elastic deformations of the training samples seem to
+"In case of microscopical images we primarily need shift and rotation invariance as well as
+robustness to deformations and gray value variations. Especially random elastic deformations of the training samples seem to
 be the key concept to train a segmentation network with very few annotated images. We
 generate smooth deformations using random displacement vectors on a coarse 3 by 3 grid. The
 displacements are sampled from a Gaussian distribution with 10 pixels standard deviation.

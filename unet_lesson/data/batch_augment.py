@@ -94,6 +94,8 @@ def displacement_from_grid(coarse: Tensor, shape: tuple[int, int]) -> Tensor:
     align_corners=True)``: two small matrix products instead of 16 taps per pixel (30x
     faster on a CPU than ``F.interpolate`` of the grid). The grid's corners sit on the corner
     pixels, as in :func:`~unet_lesson.data.augment.elastic_displacement`.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     if coarse.ndim != 4 or coarse.shape[1] != 2:
         raise ValueError(f"coarse must be (B, 2, g_rows, g_cols) row and column offsets, "
@@ -112,6 +114,8 @@ def elastic_displacement_batch(generator: torch.Generator, batch: int, shape: tu
     (the paper: 3x3, :math:`\sigma` = 10 px) on a grid spanning the tile, interpolated
     bicubically to every pixel (:func:`displacement_from_grid`). The batched
     :func:`~unet_lesson.data.augment.elastic_displacement`.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     coarse = sigma * _normal(generator, (batch, 2, grid, grid), device)  # (B, 2, g, g)
     return displacement_from_grid(coarse, shape)
@@ -122,6 +126,8 @@ def source_positions(displacement: Tensor, offset: tuple[int, int] = (0, 0)) -> 
 
     Pixel ``(y, x)`` of tile ``b`` samples ``(y + offset[0] + d[b, 0, y, x], x + offset[1] +
     d[b, 1, y, x])``.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     height, width = displacement.shape[-2:]
     device = displacement.device
@@ -191,6 +197,8 @@ def sample_at(images: Tensor, labels: Tensor | None, positions: Tensor
     nearest for the integer labels (exact for ids < 2**24: no new, no blended ids); positions
     outside the source are mirrored (numpy's ``reflect``). Returns ``(B, C, H, W)`` float32
     and ``(B, H, W)`` of the labels' dtype.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     src_h, src_w = images.shape[-2:]
     grid = _sampling_grid(positions, src_h, src_w)  # (B, H, W, 2)
@@ -216,6 +224,8 @@ def warp_batch(images: Tensor, labels: Tensor | None, displacement: Tensor,
     offset[0] + d[b, 0, y, x], x + offset[1] + d[b, 1, y, x])`` (px). Bicubic for the images
     (each tile clipped to its own input range), nearest for the labels, mirrored outside the
     source (see :func:`sample_at`). One ``grid_sample`` for the images, one for the labels.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     if images.ndim != 4 or displacement.ndim != 4 or displacement.shape[1] != 2:
         raise ValueError(f"warp_batch wants images (B, C, Hs, Ws) and a displacement "
@@ -236,6 +246,8 @@ def elastic_deform_batch(images: Tensor, labels: Tensor | None, generator: torch
     The deformed ``(B, ·, Hs - 2 margin, Ws - 2 margin)`` tiles are cut from the middle of the
     windows, so displaced pixels near a tile's edge come from real neighbours, not mirroring
     (the batched :func:`~unet_lesson.data.augment.elastic_deform`).
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     shape = (images.shape[-2] - 2 * margin, images.shape[-1] - 2 * margin)
     displacement = elastic_displacement_batch(generator, images.shape[0], shape, grid, sigma,
@@ -284,6 +296,8 @@ def symmetry_batch(images: Tensor, labels: Tensor, turns: Tensor, flips: Tensor
     ``images (B, C, H, W)``, ``labels (B, H, W)``, ``turns`` int (B,), ``flips`` bool (B,):
     the convention of :func:`~unet_lesson.data.augment.flip_rotate` (``np.rot90``, then
     ``[..., ::-1]``). Odd turns need square tiles.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     code = _symmetry_code(turns, flips)
     if (code % 2).any() and images.shape[-1] != images.shape[-2]:
@@ -297,7 +311,10 @@ def draw_symmetries(generator: torch.Generator, batch: int, square: bool = True,
                     flips: bool = True, rot90: bool = True) -> tuple[Tensor, Tensor]:
     """Random ``(turns, flips)``, int64 and bool (B,) on the host: with both, each of the 8
     symmetries of a square is equally likely. A non-square tile turns by 0 or 180 degrees
-    only (90 would swap its height and width), as in ``augment.flip_rotate``."""
+    only (90 would swap its height and width), as in ``augment.flip_rotate``.
+
+    Not built in a notebook: training with augment_on_device uses it.
+    """
     draws = torch.rand((2, batch), generator=generator, device=generator.device).cpu()
     turns = torch.zeros(batch, dtype=torch.long)
     if rot90:
@@ -308,7 +325,10 @@ def draw_symmetries(generator: torch.Generator, batch: int, square: bool = True,
 
 def flip_rotate_batch(images: Tensor, labels: Tensor, generator: torch.Generator,
                       flips: bool = True, rot90: bool = True) -> tuple[Tensor, Tensor]:
-    """A random mirror image and/or 90-degree turn per tile (the batched ``flip_rotate``)."""
+    """A random mirror image and/or 90-degree turn per tile (the batched ``flip_rotate``).
+
+    Not built in a notebook: training with augment_on_device uses it.
+    """
     square = images.shape[-1] == images.shape[-2]
     turns, mirror = draw_symmetries(generator, images.shape[0], square, flips, rot90)
     return symmetry_batch(images, labels, turns, mirror)
@@ -327,6 +347,8 @@ def apply_grey_values(images: Tensor, gamma: Tensor, contrast: Tensor, brightnes
     mean after the gamma (over all its channels and pixels); the result is clipped to [0, 1].
     The formula of :func:`~unet_lesson.data.augment.grey_values`. :math:`x^g` is computed as
     :math:`e^{g \ln x}` (3x faster than ``pow`` on a CPU; :math:`0^g = 0`).
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
     g, c, b = (v.to(images).view(-1, 1, 1, 1) for v in (gamma, contrast, brightness))
     out = images.clamp(0.0, 1.0).log_().mul_(g).exp_()  # (B, C, H, W) x ** g
@@ -338,7 +360,10 @@ def draw_grey_values(generator: torch.Generator, batch: int, gamma: float = 0.3,
                      contrast: float = 0.2, brightness: float = 0.1, device=None
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """Random ``(g, c, b)``, each (B,): ``g = exp(U(-gamma, gamma))``, ``c ~ U(1 - contrast,
-    1 + contrast)``, ``b ~ U(-brightness, brightness)`` (image values in [0, 1])."""
+    1 + contrast)``, ``b ~ U(-brightness, brightness)`` (image values in [0, 1]).
+
+    Not built in a notebook: training with augment_on_device uses it.
+    """
     u = _uniform(generator, (3, batch), device)  # (3, B)
     return (torch.exp(gamma * (2 * u[0] - 1)), 1 + contrast * (2 * u[1] - 1),
             brightness * (2 * u[2] - 1))
@@ -346,7 +371,10 @@ def draw_grey_values(generator: torch.Generator, batch: int, gamma: float = 0.3,
 
 def grey_values_batch(images: Tensor, generator: torch.Generator, gamma: float = 0.3,
                       contrast: float = 0.2, brightness: float = 0.1) -> Tensor:
-    """Random "gray value variations" (section 3.1) per tile, the same for all its channels."""
+    """Random "gray value variations" (section 3.1) per tile, the same for all its channels.
+
+    Not built in a notebook: training with augment_on_device uses it.
+    """
     g, c, b = draw_grey_values(generator, images.shape[0], gamma, contrast, brightness,
                                images.device)
     return apply_grey_values(images, g, c, b)
@@ -358,7 +386,10 @@ def grey_values_batch(images: Tensor, generator: torch.Generator, gamma: float =
 
 
 class Draws(NamedTuple):
-    """The random choices :class:`BatchAugment` makes for one batch of B tiles."""
+    """The random choices :class:`BatchAugment` makes for one batch of B tiles.
+
+    Not built in a notebook: training with augment_on_device uses it.
+    """
 
     deform: Tensor  # bool (B,) on the host: which tiles are deformed
     coarse: Tensor | None  # (B, 2, g, g) grid displacements (px); None: no deformation
@@ -387,6 +418,8 @@ class BatchAugment:
     tile is turned and mirrored by moving its sampling positions before the interpolation
     (2 planes moved instead of the C image channels and the labels): the same pixels as
     deforming first and turning after.
+
+    Not built in a notebook: training with augment_on_device uses it.
     """
 
     def __init__(self, augment: Augment | None = None,

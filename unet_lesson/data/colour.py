@@ -64,6 +64,8 @@ def rgb_to_hed(rgb: np.ndarray) -> np.ndarray:
     :math:`\ln 10^6`). Unlike ``rgb2hed`` it keeps negative concentrations (``rgb2hed`` sets
     them to 0, so ``hed2rgb(rgb2hed(x))`` differs from ``x`` by up to 0.2 on a real DSB stained
     image); :func:`skimage.color.hed2rgb` inverts it exactly.
+
+    Not built in a notebook: the training tiles use it.
     """
     from skimage.color import hed_from_rgb
 
@@ -87,6 +89,8 @@ def hed_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.
     of 0.05 already turns the background white or purple, so the default bias is 0.01 (a
     visible, natural shift) and ``strength`` 0.05; the ablation decides. Meant for stained
     (transmitted light) images; on a grey image it adds a tint. Needs 3 channels.
+
+    Used in notebook 08.
     """
     from skimage.color import hed2rgb
 
@@ -101,7 +105,10 @@ def hed_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.
 def hue_saturation(image: np.ndarray, rng: np.random.Generator, hue: float = 0.05,
                    saturation: float = 0.2) -> np.ndarray:
     """A hue shift ``U(-hue, hue)`` (a fraction of the colour circle) and a saturation scale
-    ``U(1 - saturation, 1 + saturation)``, in HSV. Grey pixels stay grey. Needs 3 channels."""
+    ``U(1 - saturation, 1 + saturation)``, in HSV. Grey pixels stay grey. Needs 3 channels.
+
+    Used in notebook 08.
+    """
     from skimage.color import hsv2rgb, rgb2hsv
 
     image = _check(image, colour=True)
@@ -114,13 +121,19 @@ def hue_saturation(image: np.ndarray, rng: np.random.Generator, hue: float = 0.0
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
-    """Every channel replaced by the grey level (the mean of the channels, as ``to_input``)."""
+    """Every channel replaced by the grey level (the mean of the channels, as ``to_input``).
+
+    Used in notebook 08.
+    """
     image = _check(image)
     return _finish(np.broadcast_to(image.mean(axis=0, keepdims=True), image.shape))
 
 
 def invert(image: np.ndarray) -> np.ndarray:
-    """:math:`1 - x`: bright nuclei on dark become dark nuclei on bright, and back."""
+    """:math:`1 - x`: bright nuclei on dark become dark nuclei on bright, and back.
+
+    Used in notebook 08.
+    """
     return _finish(1.0 - _check(image))
 
 
@@ -129,6 +142,8 @@ def contrast(image: np.ndarray, rng: np.random.Generator, strength: float = 0.2)
 
     The paper's grey-value change (:func:`~unet_lesson.data.grey_values`) without gamma
     and brightness.
+
+    Used in notebook 08.
     """
     image = _check(image)
     return _finish(grey_values(image, rng, gamma=0.0, contrast=strength, brightness=0.0))
@@ -136,7 +151,10 @@ def contrast(image: np.ndarray, rng: np.random.Generator, strength: float = 0.2)
 
 def gaussian_blur(image: np.ndarray, rng: np.random.Generator, sigma: float = 1.0
                   ) -> np.ndarray:
-    """A Gaussian blur of standard deviation ``U(0, sigma)`` pixels (mirrored borders)."""
+    """A Gaussian blur of standard deviation ``U(0, sigma)`` pixels (mirrored borders).
+
+    Used in notebook 08.
+    """
     image = _check(image)
     s = float(rng.uniform(0.0, sigma))
     return _finish(ndimage.gaussian_filter(image, sigma=(0.0, s, s), mode="mirror"))
@@ -144,7 +162,10 @@ def gaussian_blur(image: np.ndarray, rng: np.random.Generator, sigma: float = 1.
 
 def gaussian_noise(image: np.ndarray, rng: np.random.Generator, std: float = 0.03
                    ) -> np.ndarray:
-    """Add Gaussian noise of standard deviation ``U(0, std)`` (image units), clipped."""
+    """Add Gaussian noise of standard deviation ``U(0, std)`` (image units), clipped.
+
+    Used in notebook 08.
+    """
     image = _check(image)
     s = float(rng.uniform(0.0, std))
     return _finish(image + rng.normal(0.0, s, size=image.shape).astype(np.float32))
@@ -161,6 +182,8 @@ class ColourAugment:
 
     All off by default (every chance 0), so the default changes nothing. They are drawn in
     the order of the fields; on a 1-channel image the colour-only ones (HED, hue) are skipped.
+
+    Used in notebook 08.
     """
 
     hed_p: float = 0.0  # chance of the HED stain jitter
@@ -202,6 +225,8 @@ def apply_colour(image: np.ndarray, rng: np.random.Generator, cfg: ColourAugment
     [0, 1]. The labels need nothing: these operations move no pixel. One draw of ``rng`` per
     augmentation decides whether it happens (whatever the chances), so the same seed gives
     the same result.
+
+    Used in notebook 08.
     """
     image = _finish(_check(image))
     colour = image.shape[0] == 3
@@ -240,6 +265,8 @@ def rescale(image: np.ndarray, labels: np.ndarray, factor: float, order: int = 1
     output pixel is background or belongs to a nucleus that keeps other pixels. If even that
     is impossible (two vanished nuclei on one pixel) it is dropped with a ``RuntimeWarning``
     naming how many: no nucleus is lost silently.
+
+    Used in notebook 08.
     """
     from skimage.transform import resize
 
@@ -296,7 +323,10 @@ def _restore_lost(labels: np.ndarray, moved: np.ndarray, scale: tuple[float, flo
 def random_rescale(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
                    low: float = 0.5, high: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rescale` by a factor drawn log-uniformly in [``low``, ``high``] (as likely to
-    halve as to double the magnification)."""
+    halve as to double the magnification).
+
+    Not built in a notebook: the training tiles use it.
+    """
     if not 0 < low <= high:
         raise ValueError(f"need 0 < low <= high, got low={low!r}, high={high!r}")
     factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))

@@ -1,4 +1,5 @@
-r"""Acquisition groups, and splits that hold out whole groups (notebook 11: distribution shift).
+r"""Acquisition groups, and splits that hold out whole groups (notebook 01; notebook 11 shows
+the distribution shift they expose).
 
 **Why.** The DSB 2018 images come in *acquisition batches*: many crops of the same
 experiment, same microscope, same stain, same magnification. A random split by image puts
@@ -92,7 +93,7 @@ def _features_of(sample: DSBSample) -> dict:
 
 
 def image_features(samples: Iterable[DSBSample]) -> pd.DataFrame:
-    """One row per image of simple statistics, sorted by ``image_id`` (notebook 11).
+    """One row per image of simple statistics, sorted by ``image_id``.
 
     ``samples`` are :class:`~unet_lesson.data.DSBSample` (anything with ``image_id``, a
     ``uint8 (H, W, 3)`` ``image`` and ``int (H, W)`` ``labels``). Columns: ``image_id``,
@@ -104,6 +105,8 @@ def image_features(samples: Iterable[DSBSample]) -> pd.DataFrame:
     ``area_median`` (pixels), ``coverage`` (fraction of pixels in nuclei);
     ``nucleus_contrast`` (mean grey inside nuclei minus outside) and ``grey_gradient`` (mean
     |difference| of horizontal neighbours). Deterministic.
+
+    Used in notebook 01.
     """
     rows = [_features_of(sample) for sample in samples]
     if not rows:
@@ -135,6 +138,8 @@ def clustering_matrix(features: pd.DataFrame) -> pd.DataFrame:
     Fixed units, not z-scores over the set: with z-scores, how far apart two fluorescence
     images are would depend on how many stained images the set holds; here an image's group
     depends only on the images of its own modality x size block.
+
+    Used in notebook 01.
     """
     density = features["n_nuclei"] / (features["height"] * features["width"]) * 1e5
     return pd.DataFrame({
@@ -185,6 +190,8 @@ def acquisition_groups(features: pd.DataFrame, threshold: float = WARD_THRESHOLD
     Group names are ``"<modality>-<H>x<W>-<k>"``, ``k`` = 1, 2, ... by decreasing group size
     (ties: the smallest image_id first). Deterministic, and independent of the row order
     (the rows are sorted by image_id first).
+
+    Used in notebook 01.
     """
     missing = [c for c in ("image_id", *by, "grey_p01") if c not in features]
     if missing:
@@ -315,6 +322,8 @@ def group_split(table: pd.DataFrame, groups: pd.Series, val_fraction: float = 0.
     Returns ``image_id``, ``split``, ``group``, ``modality`` (and ``height``, ``width`` when
     ``table`` has them), ``note``; sorted by image_id. Deterministic by seed, and independent
     of the row order of ``table`` and ``groups``.
+
+    Used in notebook 01.
     """
     val_fraction = _check_fraction("val_fraction", val_fraction)
     test_fraction = _check_fraction("test_fraction", test_fraction)
@@ -373,6 +382,8 @@ def split_summary(splits: pd.DataFrame) -> pd.DataFrame:
     """Images and groups per modality and split, and the fraction of each modality's images.
 
     ``splits`` is the result of :func:`group_split`; the ``all`` rows are the whole set.
+
+    Not built in a notebook: a summary for the tests and the README.
     """
     rows = []
     for modality, part in [*splits.groupby("modality", sort=True), ("all", splits)]:
@@ -390,7 +401,10 @@ def split_summary(splits: pd.DataFrame) -> pd.DataFrame:
 
 
 def typical_images(features: pd.DataFrame, groups: pd.Series) -> pd.Series:
-    """For each group, the image_id nearest its centroid in :func:`clustering_matrix`."""
+    """For each group, the image_id nearest its centroid in :func:`clustering_matrix`.
+
+    Not built in a notebook: plot_groups uses it.
+    """
     features = features.sort_values("image_id", ignore_index=True)
     points = clustering_matrix(features).to_numpy()
     names = groups.loc[features["image_id"]].to_numpy()
@@ -414,6 +428,8 @@ def plot_groups(features: pd.DataFrame, groups: pd.Series, samples=None,
     strip below shows, per group, the image nearest the group's centroid
     (:func:`typical_images`, at most ``max_thumbnails``) titled with its number, name and
     size. Returns the figure.
+
+    Used in notebook 01.
     """
     import matplotlib.pyplot as plt
 
@@ -474,6 +490,8 @@ def training_split(samples, kind: str = "group", val_fraction: float = 0.15,
 
     Deterministic for the same images, fractions and seed. Raises ``ValueError`` naming the
     problem when the images are too few for a training and a validation split.
+
+    Used in notebook 01.
     """
     if kind not in ("group", "random"):
         raise ValueError(f"kind must be 'group' or 'random', got {kind!r}")

@@ -44,7 +44,10 @@ PERCENTILES = (1.0, 99.0)  # the grey levels mapped to 0 and 1 by "percentile" a
 
 
 class InputStats(NamedTuple):
-    """What a mode measures on the whole image: the values mapped to 0 and 1, and inversion."""
+    """What a mode measures on the whole image: the values mapped to 0 and 1, and inversion.
+
+    Not built in a notebook: the training tiles and to_network_input call it.
+    """
 
     low: float  # value (0..255, after any inversion) mapped to 0
     high: float  # value mapped to 1
@@ -74,7 +77,10 @@ def _check_mode(mode: str, channels: int) -> None:
 def bright_background(image: np.ndarray) -> bool:
     """Whether the background is bright (brightfield, stained tissue): the rule of
     :func:`~unet_lesson.data.modality_of` - at least half of the pixels have a grey level
-    (mean of R, G, B) of 128 or more."""
+    (mean of R, G, B) of 128 or more.
+
+    Not built in a notebook: the training tiles and to_network_input call it.
+    """
     image = _check_image(image)
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
@@ -97,6 +103,8 @@ def input_stats(image: np.ndarray, mode: str = "percentile", channels: int = 3) 
     :data:`PERCENTILES` of the values to normalise; when they are closer than one grey level
     (an image that is nearly constant but for a few pixels) the minimum and maximum are used
     instead, and a constant image keeps ``high = low + 1`` (its input is all zeros).
+
+    Not built in a notebook: the training tiles and to_network_input call it.
     """
     image = _check_image(image)
     _check_mode(mode, channels)
@@ -119,6 +127,8 @@ def normalise(values: np.ndarray, stats: InputStats, channels: int = 3) -> np.nd
 
     This is the last step of :func:`to_network_input`; training tiles call it on their
     window with the whole image's ``stats``, so they see exactly what prediction sees.
+
+    Not built in a notebook: the training tiles and to_network_input call it.
     """
     _check_mode("raw", channels)
     x = np.asarray(values, dtype=np.float32)
@@ -151,6 +161,8 @@ def to_network_input(image: np.ndarray, mode: str = "raw", channels: int = 3,
     ``channels``: 3 (RGB) or 1 (grey, the mean of R, G, B, as in the paper). ``stats``: the
     numbers measured by :func:`input_stats` on the whole image, when ``image`` is a window of
     it (default: measured on ``image`` itself). The same image always gives the same input.
+
+    Built in notebook 08.
     """
     image = _check_image(image)
     if stats is None:

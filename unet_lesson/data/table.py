@@ -17,8 +17,11 @@ fluorescence, at least 131 for the others), so the rule is not fragile there.
 
 **Splits.** Validation images must never be seen in training (the Kaggle starter kernel we
 learn from validated on its own training images). :func:`stratified_split` draws, with a seed,
-the same fraction of every stratum (modality x size class), and :func:`make_splits` saves the
-result to a CSV and reads it back on later runs, so the split never changes under a model.
+the same fraction of every stratum (modality x size class): a random split by image, which
+puts images of one acquisition batch on both sides. The course's runs split with
+:func:`~unet_lesson.data.groups.training_split` instead (whole acquisition groups held out;
+notebook 01), and each run saves its copy; :func:`make_splits` saves a split to a CSV and reads
+it back on later calls.
 """
 
 from __future__ import annotations
@@ -130,7 +133,8 @@ def stratified_split(table: pd.DataFrame, val_fraction: float = 0.2, test_fracti
     remainder, so the totals are the rounded fractions of the whole set). Deterministic for a
     seed, and independent of the table's row order. Returns ``image_id``, ``split`` and ``by``.
 
-    Used in notebook 01 (an exercise; :func:`make_splits` calls it).
+    Used in notebook 01 (the random split by image, for comparison; :func:`make_splits` and
+    ``training_split(kind="random")`` call it).
     """
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got "
@@ -159,7 +163,8 @@ def default_split_path(root: str | Path, seed: int = 0, val_fraction: float = 0.
                        test_fraction: float = 0.0) -> Path:
     """``env.data_dir()/splits/<set>-<hash of its path>-seed<seed>-val<..>-test<..>.csv``.
 
-    Used in notebook 01.
+    Not built in a notebook: a place for :func:`make_splits` files (the course's runs save
+    their split in the run folder instead).
     """
     root = Path(root).resolve()
     name = (f"{root.name}-{folder_key(root)}-seed{seed}-val{val_fraction:g}"
@@ -194,7 +199,8 @@ def make_splits(table: pd.DataFrame, path: str | Path, val_fraction: float = 0.2
     Later calls read the file, so training and evaluation always use the same split. If the
     file lists other images than ``table`` (the data set changed), raises ``ValueError``.
 
-    Used in notebook 01.
+    Not built in a notebook: a saved random split for your own scripts (the course's runs use
+    :func:`~unet_lesson.data.groups.training_split` and save it as ``splits.csv``).
     """
     path = Path(path)
     if path.is_file():
