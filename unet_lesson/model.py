@@ -230,6 +230,27 @@ class UNetConfig:
         check_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
 
 
+def _add_unet_blocks(net: nn.Module, c: UNetConfig) -> list[int]:
+    """Give ``net`` the U-Net's blocks for ``c`` (``inc``, ``downs``, ``bottleneck``, ``ups``,
+    ``head``), in this order, so that seeded networks built with them get the same weights;
+    return the widths of the levels (64, 128, 256, 512, 1024 in the paper). The U-Net and
+    the Attention U-Net (:mod:`unet_lesson.variants`) are built with it."""
+    widths = [c.base_channels * 2**i for i in range(c.depth + 1)]  # 64, 128, 256, 512, 1024
+    # contracting path: a double conv at full size, then depth-1 steps down
+    net.inc = DoubleConv(c.in_channels, widths[0], c.padding, c.batch_norm)
+    net.downs = nn.ModuleList(
+        Down(widths[i], widths[i + 1], c.padding, c.batch_norm) for i in range(c.depth - 1)
+    )
+    net.bottleneck = Bottleneck(widths[-2], widths[-1], c.padding, c.batch_norm, c.dropout)
+    # expansive path: depth steps up, each halving the channels
+    net.ups = nn.ModuleList(
+        Up(widths[i + 1], widths[i], c.padding, c.batch_norm, c.up_mode)
+        for i in reversed(range(c.depth))
+    )
+    net.head = nn.Conv2d(widths[0], c.num_classes, kernel_size=1)  # the final 1x1 conv
+    return widths
+
+
 class UNet(nn.Module):
     """The U-Net. Defaults are the paper's network (1 input channel, 2 classes, valid padding).
 
@@ -262,21 +283,7 @@ class UNet(nn.Module):
             raise ValueError(f"arch={config.arch!r} is not the U-Net: build it with "
                              f"unet_lesson.model.build_model(config)")
         self.config = config
-        c = config
-        widths = [c.base_channels * 2**i for i in range(c.depth + 1)]  # 64, 128, 256, 512, 1024
-
-        # contracting path: a double conv at full size, then depth-1 steps down
-        self.inc = DoubleConv(c.in_channels, widths[0], c.padding, c.batch_norm)
-        self.downs = nn.ModuleList(
-            Down(widths[i], widths[i + 1], c.padding, c.batch_norm) for i in range(c.depth - 1)
-        )
-        self.bottleneck = Bottleneck(widths[-2], widths[-1], c.padding, c.batch_norm, c.dropout)
-        # expansive path: depth steps up, each halving the channels
-        self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], c.padding, c.batch_norm, c.up_mode)
-            for i in reversed(range(c.depth))
-        )
-        self.head = nn.Conv2d(widths[0], c.num_classes, kernel_size=1)  # the final 1x1 conv
+        _add_unet_blocks(self, config)
         self.apply(init_he)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

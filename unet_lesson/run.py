@@ -83,6 +83,11 @@ def _same_folder(a: str | Path, b: str | Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
+def _split_key(splits: pd.DataFrame) -> list[tuple[str, str]]:
+    """A split as sorted (image id, part) pairs: equal for the same split in any row order."""
+    return sorted(zip(splits["image_id"], splits["split"], strict=True))
+
+
 @dataclass
 class Run:
     """A run folder: what it trains (``config``), on which data (``data_root``), where.
@@ -189,22 +194,27 @@ class Run:
 
     @classmethod
     def trained(cls, folder: str | Path, config: TrainConfig, data_root: str | Path, samples,
-                device: torch.device | None = None) -> Run:
+                device: torch.device | None = None, splits: pd.DataFrame | None = None
+                ) -> Run:
         """A finished run of exactly ``config`` on ``data_root`` in ``folder``: reused if it is
         there, continued if it was interrupted, else trained from the start (replacing a run
-        of another configuration or data, with a message). Notebook 11 uses notebook 10's run
-        this way, without training it again."""
+        of another configuration, data or split, with a message). Notebook 11 uses notebook
+        10's run this way, without training it again; experiments that share one split
+        (notebooks 11 and 12) pass it as ``splits``, as to :meth:`create`."""
         folder = Path(folder)
         try:
             run = cls.open(folder)
             same = not differences(run.config, config) and _same_folder(run.data_root,
                                                                          data_root)
+            if same and splits is not None:
+                same = _split_key(load_splits(run.path("splits.csv"))) == _split_key(splits)
         except (RunError, ValueError, TypeError, OSError):
             run, same = None, False
         if run is None or not same:
             if holds_run(folder):
-                print(f"{folder} holds a run of another configuration or data: training anew")
-            run = cls.create(folder, config, data_root, samples, overwrite=True)
+                print(f"{folder} holds a run of another configuration, data or split: "
+                      f"training anew")
+            run = cls.create(folder, config, data_root, samples, overwrite=True, splits=splits)
         if not run.finished():
             run.train(samples, device)
         return run

@@ -47,7 +47,7 @@ from .model import (
     DoubleConv,
     Down,
     UNetConfig,
-    Up,
+    _add_unet_blocks,
     _pad_to_multiple,
     init_he,
 )
@@ -111,6 +111,8 @@ def build_variant(config: UNetConfig | dict) -> nn.Module:
 
     The pre-trained flag is honoured (TernausNet11 fetches the VGG11 weights again); when a
     checkpoint's weights follow, they replace them anyway.
+
+    Not built in a notebook: :func:`~unet_lesson.model.build_model` calls it.
     """
     config = config if isinstance(config, UNetConfig) else UNetConfig(**config)
     if config.arch not in VARIANTS:
@@ -178,6 +180,8 @@ class NestedNode(nn.Module):
     convolution (:class:`~unet_lesson.model.DoubleConv`). For node :math:`X^{i,j}` with
     :math:`C_i` channels per level-i map: (B, j*C_i + C_i, H, W) -> H -> (B, C_i, H, W).
     With j = 1 it is exactly the U-Net's up step (:class:`~unet_lesson.model.Up`).
+
+    Built in notebook 12.
     """
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int,
@@ -227,6 +231,8 @@ class UNetPlusPlus(_Variant):
     code puts it first: same parameters); drop-out only at the bottleneck as in our U-Net (the
     code drops after every convolution); heads give logits, not sigmoids; optional batch norm
     and bilinear up-sampling as in our U-Net.
+
+    Built in notebook 12.
     """
 
     arch = "unet++"
@@ -336,7 +342,10 @@ class UNetPlusPlus(_Variant):
 
 def deep_supervision_loss(head_logits: list[torch.Tensor], target: torch.Tensor,
                           loss_fn) -> torch.Tensor:
-    """The mean of ``loss_fn(logits, target)`` over the heads (UNet++ section 2)."""
+    """The mean of ``loss_fn(logits, target)`` over the heads (UNet++ section 2).
+
+    Used in notebook 12.
+    """
     if not head_logits:
         raise ValueError("head_logits is empty: pass UNetPlusPlus.head_logits(x)")
     return torch.stack([loss_fn(logits, target) for logits in head_logits]).mean()
@@ -369,6 +378,8 @@ class AttentionGate(nn.Module):
     ``models/layers/grid_attention_layer.py``, mode "concatenation": ``theta`` = W_x, ``phi``
     = W_g, ``psi``) but without its output transform ``W`` (a 1x1 convolution and batch norm
     after the multiplication), which is not in the paper's equations or Figure 2.
+
+    Built in notebook 12.
     """
 
     def __init__(self, skip_channels: int, gating_channels: int, inter_channels: int):
@@ -408,6 +419,8 @@ class AttentionUNet(_Variant):
     the gating signal is the decoder map itself (the code passes the bottleneck through one
     more 1x1 convolution, batch norm and ReLU first); no output transform in the gate and no
     extra 1x1 "combine_gates" convolution after it; no deep supervision; batch norm optional.
+
+    Used in notebook 12.
     """
 
     arch = "attention_unet"
@@ -418,19 +431,7 @@ class AttentionUNet(_Variant):
         super().__init__()
         self.config = c = UNetConfig(in_channels, num_classes, base_channels, depth, padding,
                                      batch_norm, up_mode, dropout, arch=self.arch)
-        widths = [c.base_channels * 2**i for i in range(c.depth + 1)]  # 64, 128, ... 1024
-
-        # the U-Net, block for block
-        self.inc = DoubleConv(c.in_channels, widths[0], c.padding, c.batch_norm)
-        self.downs = nn.ModuleList(
-            Down(widths[i], widths[i + 1], c.padding, c.batch_norm) for i in range(c.depth - 1)
-        )
-        self.bottleneck = Bottleneck(widths[-2], widths[-1], c.padding, c.batch_norm, c.dropout)
-        self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], c.padding, c.batch_norm, c.up_mode)
-            for i in reversed(range(c.depth))
-        )
-        self.head = nn.Conv2d(widths[0], c.num_classes, kernel_size=1)
+        widths = _add_unet_blocks(self, c)  # the U-Net, block for block: 64, 128, ... 1024
         # one gate per skip, in the decoder's order: level depth-1 first
         self.gates = nn.ModuleList(
             AttentionGate(widths[i], widths[i + 1], widths[i]) for i in reversed(range(c.depth))
@@ -474,6 +475,8 @@ class VGG11Encoder(nn.Module):
     maps just before each max-pool: (B, 3, H, W) -> (B, 64, H, W), (B, 128, H/2, W/2),
     (B, 256, H/4, W/4), (B, 512, H/8, W/8), (B, 512, H/16, W/16); and (B, 512, H/32, W/32)
     after the last pool.
+
+    Built in notebook 12.
     """
 
     def __init__(self, in_channels: int = 3):
@@ -528,6 +531,8 @@ def vgg11_state_dict(weights_path: str | Path | None = None) -> dict[str, torch.
     """VGG11's ImageNet weights from ``weights_path``, else from torchvision (downloaded once
     into torch's cache). ``None``, with one warning that says what to do, when torchvision is
     not installed or the download fails; a missing ``weights_path`` file raises.
+
+    Used in notebook 12.
     """
     if weights_path is not None:
         path = Path(weights_path)
@@ -569,6 +574,8 @@ class DecoderBlock(nn.Sequential):
     up-sampling first, then two 3x3 convolutions (the official ``DecoderBlockV2`` without
     deconvolution). ``batch_norm`` adds batch norm after the 3x3 convolutions (not in the
     paper).
+
+    Used in notebook 12.
     """
 
     def __init__(self, in_channels: int, middle_channels: int, out_channels: int,
@@ -619,6 +626,8 @@ class TernausNet11(_Variant):
     with stride 2 sees 1 to 4 kernel taps per input channel); optional ``dropout`` on the
     pooled conv5 (default 0: the paper has none), batch norm in the decoder and bilinear
     up-sampling. ``base_channels`` sets the decoder only; the encoder is VGG11's.
+
+    Used in notebook 12.
     """
 
     arch = "ternausnet11"

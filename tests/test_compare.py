@@ -1,0 +1,309 @@
+"""The fair comparison of notebook 12 (unet_lesson.compare), at a tiny size on synthetic data."""
+
+import importlib.util
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tiny
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from unet_lesson import compare as cmp
+from unet_lesson.config import differences
+from unet_lesson.data import training_split
+from unet_lesson.model import build_model, count_parameters
+from unet_lesson.run import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (0, 1)
+pytestmark = pytest.mark.filterwarnings("ignore:pretrained=True")  # no torchvision here
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Networks a few channels wide: threads only add overhead on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# the tests' tiny configuration (width 4, depth 2, random split), with 64-pixel tiles for
+# TernausNet11 (its depth is 5, fixed) and one short epoch
+TINY = {**tiny.TINY, "tile_size": 64, "predict_tile": 64, "batch_size": 2,
+        "tiles_per_epoch": 4, "num_epochs": 1, "warmup_steps": 1}
+
+
+def tiny_base(**changes):
+    return tiny.tiny_config(**{**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    return tiny.tiny_set(tmp_path_factory.mktemp("data") / "tiny", seed=3)
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_set, tmp_path_factory):
+    root, samples = tiny_set
+    out = tmp_path_factory.mktemp("compare")
+    torch.set_num_threads(1)
+    table = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
+    return table, out
+
+
+# --------------------------------------------------------------------------------------------
+# The configurations: only the network changes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", cmp.ARCHS)
+def test_arch_config_changes_only_the_network_and_the_seed(arch):
+    base = tiny_base()
+    cfg = cmp.arch_config(base, arch, seed=5)
+    changed = {d.split(":")[0] for d in differences(base, cfg)}
+    assert changed <= {"seed", "model.arch", "model.deep_supervision", "model.pretrained",
+                       "model.in_channels", "model.depth", "model.padding"}
+    assert cfg.seed == 5 and cfg.model.arch == arch
+    assert cfg.model.deep_supervision == (arch == "unet++")
+    assert cfg.model.pretrained == (arch == "ternausnet11")
+    if arch == "ternausnet11":
+        assert (cfg.model.in_channels, cfg.model.depth, cfg.model.padding) == (3, 5, "same")
+    elif arch == "unet":
+        assert cfg.model == base.model
+
+
+def test_arch_config_refuses_an_unknown_network():
+    with pytest.raises(ValueError, match="arch must be one of"):
+        cmp.arch_config(tiny_base(), "segnet")
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_row_per_network_and_seed_with_scores(compared):
+    table, out = compared
+    assert len(table) == len(cmp.ARCHS) * len(SEEDS)
+    assert sorted(zip(table["arch"], table["seed"], strict=True)) == sorted(
+        (a, s) for a in cmp.ARCHS for s in SEEDS)
+    for column in ["parameters", "gflops", "activation_mib", "infer_ms", "step_ms", "train_s",
+                   "val_dsb", "test_dsb"]:
+        assert table[column].notna().all(), column
+    assert (table["epochs"] == 1).all() and (table["train_s"] > 0).all()
+    assert table["test_dsb"].between(0, 1).all()
+    assert any(c.startswith("test_dsb_") for c in table.columns)  # by modality
+    for folder in table["folder"]:
+        assert (out / folder.split("/")[-1] / "metrics.json").is_file()
+    assert set(table["model"]) >= {"unet++ (deep supervision)", "ternausnet11 (pretrained=True)"}
+
+
+def test_parameters_and_flops_are_the_networks(compared):
+    table, _ = compared
+    base = tiny_base()
+    for arch in cmp.ARCHS:
+        cfg = cmp.arch_config(base, arch, pretrained=False)
+        net = build_model(cfg.model).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(torch.rand(1, cfg.model.in_channels, 256, 256))  # real tensors, real forward
+        rows = table[table["arch"] == arch]
+        assert (rows["parameters"] == count_parameters(net)).all()
+        assert rows["gflops"].iloc[0] * 1e9 == pytest.approx(counter.get_total_flops())
+    gflops = table.groupby("arch")["gflops"].first()
+    assert gflops["unet++"] > gflops["unet"] and gflops["ternausnet11"] > gflops["unet"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None,
+                    reason="torchvision installed: the ImageNet weights may be reachable")
+def test_the_table_says_ternausnet_started_from_random_weights(compared):
+    table, _ = compared
+    encoders = table.groupby("arch")["encoder"].first()
+    assert "not reachable" in encoders["ternausnet11"]
+    assert encoders["unet"] == "random (He)"
+
+
+def test_a_finished_comparison_is_reused_not_trained_again(compared, tiny_set, monkeypatch):
+    table, out = compared
+    root, samples = tiny_set
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained or scored again")
+
+    monkeypatch.setattr(Run, "train", refuse)
+    monkeypatch.setattr(Run, "finish", refuse)
+    again = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
+    scores = [c for c in table.columns if "_dsb" in c] + ["train_s", "parameters", "gflops"]
+    pd.testing.assert_frame_equal(again[scores], table[scores])
+
+
+def test_another_split_or_config_trains_anew(compared, tiny_set, tmp_path):
+    _, out = compared
+    root, samples = tiny_set
+    folder = shutil.copytree(out / "unet-seed0", tmp_path / "unet-seed0")
+    cfg = cmp.arch_config(tiny_base(), "unet", 0)
+    splits = training_split(samples, "random", 0.2, 0.2, seed=0)
+    trained_at = (folder / "last.pt").stat().st_mtime_ns
+    run = Run.trained(folder, cfg, root, samples, CPU, splits)  # the same: reused as it is
+    assert (run.path("last.pt").stat().st_mtime_ns == trained_at
+            and run.path("metrics.json").exists())
+    other = training_split(samples, "random", 0.2, 0.2, seed=1)  # the same images, dealt again
+    run = Run.trained(folder, cfg, root, samples, CPU, other)
+    saved = pd.read_csv(run.path("splits.csv")).sort_values("image_id", ignore_index=True)
+    assert saved["split"].tolist() == other.sort_values("image_id")["split"].tolist()
+    assert run.finished() and not run.path("metrics.json").exists()
+
+
+def test_a_run_without_a_best_checkpoint_is_noted_not_fatal(compared, tiny_set, tmp_path):
+    _, out = compared
+    root, samples = tiny_set
+    copy = shutil.copytree(out, tmp_path / "copy")
+    for name in ("best.pt", "metrics.json"):
+        (copy / "attention_unet-seed1" / name).unlink()
+    table = cmp.compare(["unet", "attention_unet"], [1], tiny_base(), samples, root, copy, CPU)
+    broken = table.set_index("arch").loc["attention_unet"]
+    assert "no epoch beat chance" in broken["note"] and math.isnan(broken["test_dsb"])
+    assert table.set_index("arch").loc["unet", "note"] == ""
+
+
+def test_pruning_table_levels_grow_in_size(compared, tiny_set):
+    _, out = compared
+    _, samples = tiny_set
+    run = Run.open(out / "unet++-seed0")
+    val = run.split(samples)["val"]
+    table = cmp.pruning_table(run, val, CPU)
+    assert table["level"].tolist() == [1, 2, "all"]
+    assert table["parameters"].is_monotonic_increasing
+    assert table["gflops"].iloc[0] < table["gflops"].iloc[1] <= table["gflops"].iloc[2]
+    assert table[["dsb", "dice"]].stack().between(0, 1).all()
+    with pytest.raises(ValueError, match="deep-supervised"):
+        cmp.pruning_table(Run.open(out / "unet-seed0"), val, CPU)
+
+
+# --------------------------------------------------------------------------------------------
+# The costs
+# --------------------------------------------------------------------------------------------
+
+
+def test_activation_bytes_count_each_saved_storage_once():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    net = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True))
+    x = torch.rand(4, 2, 8, 8)
+    # the conv saves its input (4*2*8*8 floats) and its weight (left out); the in-place ReLU
+    # saves its output, the conv's output storage (4*3*8*8 floats)
+    assert cmp.activation_bytes(net, x) == 4 * (4 * 2 * 64 + 4 * 3 * 64)
+    assert all(p.grad is None for p in net.parameters())  # leaves no gradients behind
+
+
+def test_activation_memory_grows_with_the_batch():
+    cfg = cmp.arch_config(tiny_base(), "unet++")
+    net = build_model(cfg.model)
+    one = cmp.activation_bytes(net, torch.rand(1, 3, 64, 64), deep_supervision=True)
+    two = cmp.activation_bytes(net, torch.rand(2, 3, 64, 64), deep_supervision=True)
+    assert two == pytest.approx(2 * one, rel=0.01)
+
+
+def test_inference_time_is_measured():
+    cfg = tiny_base()
+    assert cmp.inference_ms(build_model(cfg.model), cfg, CPU, size=64, repeats=2) > 0
+
+
+@pytest.mark.parametrize("arch", ["unet", "unet++"])
+def test_a_training_step_is_timed_and_really_taken(arch):
+    cfg = cmp.arch_config(tiny_base(), arch, pretrained=False)
+    net = build_model(cfg.model)
+    before = [p.detach().clone() for p in net.parameters()]
+    assert cmp.train_step_ms(net, cfg, CPU, repeats=2) > 0
+    changed = [not torch.equal(a, p) for a, p in zip(before, net.parameters(), strict=True)]
+    assert all(changed), "every weight (every UNet++ head too) takes part in the timed step"
+    assert all(p.grad is None for p in net.parameters())  # nothing left behind
+
+
+# --------------------------------------------------------------------------------------------
+# Spread over seeds, on hand-made tables
+# --------------------------------------------------------------------------------------------
+
+
+def hand_table(scores: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"arch": a, "seed": s, "test_dsb": v}
+                         for a, values in scores.items() for s, v in enumerate(values)])
+
+
+def test_summarise_gives_mean_and_sample_std_per_network():
+    summary = cmp.summarise(hand_table({"unet": [0.40, 0.44], "unet++": [0.50, 0.50, 0.56]}))
+    assert list(summary.index) == ["unet", "unet++"]
+    assert summary.loc["unet", ("test_dsb", "mean")] == pytest.approx(0.42)
+    assert summary.loc["unet", ("test_dsb", "std")] == pytest.approx(0.04 / math.sqrt(2))
+    assert summary.loc["unet++", ("test_dsb", "std")] == pytest.approx(math.sqrt(0.0012))
+    assert summary.loc["unet++", ("seeds", "n")] == 3
+
+
+def test_the_spread_rule():
+    table = hand_table({"unet": [0.40, 0.42], "far": [0.50, 0.52], "near": [0.41, 0.44],
+                        "noisy": [0.30, 0.60]})
+    verdict = cmp.beyond_spread(table).set_index("arch")
+    # far: 0.10 apart, both std 0.0141: 0.10 > 2 * 0.0141
+    assert verdict.loc["far", "difference"] == pytest.approx(0.10)
+    assert verdict.loc["far", "threshold"] == pytest.approx(2 * 0.02 / math.sqrt(2))
+    # near: 0.015 < 2 * 0.0212; noisy: 0.04 < 2 * 0.212
+    assert verdict["beyond_spread"].to_dict() == {"far": True, "near": False, "noisy": False}
+    # two seeds each: the 6 ways to deal 4 values; the observed split and its mirror are the
+    # most extreme, so p = 2/6 however far apart the networks are
+    assert verdict.loc["far", "p"] == pytest.approx(1 / 3)
+    assert verdict.loc["far", "p_min"] == pytest.approx(1 / 3)
+
+
+def test_the_rule_cannot_tell_from_one_seed():
+    verdict = cmp.beyond_spread(hand_table({"unet": [0.40], "unet++": [0.90]}))
+    assert verdict.loc[0, "beyond_spread"] is None and verdict.loc[0, "p_min"] == 1.0
+
+
+def test_every_pair_without_a_reference():
+    table = hand_table({"a": [0.1, 0.2], "b": [0.3, 0.4], "c": [0.5, 0.6]})
+    pairs = cmp.beyond_spread(table, reference=None)
+    assert list(zip(pairs["arch"], pairs["reference"], strict=True)) == [
+        ("a", "b"), ("a", "c"), ("b", "c")]
+    with pytest.raises(ValueError, match="reference"):
+        cmp.beyond_spread(table, reference="unet")
+
+
+def test_permutation_p():
+    assert cmp.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
+    assert cmp.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
+    # 1, 3 vs 2, 4: |2 - 3| = 1; splits with |difference| >= 1: {1,2}|{3,4} (2), {1,3}|{2,4}
+    # (1), {1,4}|{2,3} (0) and their mirrors: 4 of 6
+    assert cmp.permutation_p([1, 3], [2, 4]) == pytest.approx(4 / 6)
+    assert cmp.smallest_p(2, 2) == pytest.approx(1 / 3)
+    assert cmp.smallest_p(3, 3) == pytest.approx(1 / 10)
+    assert cmp.smallest_p(5, 5) == pytest.approx(2 / 252)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: benchmarks/compare_variants.py
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_benchmark_script_prints_the_comparison(compared, tiny_set, tmp_path, monkeypatch,
+                                                    capsys):
+    """The script on the fixture's finished runs: same configuration, so nothing trains."""
+    _, out = compared
+    root, _ = tiny_set
+    copy = shutil.copytree(out, tmp_path / "runs")
+    spec = importlib.util.spec_from_file_location("compare_variants", ROOT / "benchmarks" /
+                                                  "compare_variants.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("UNET_LESSON_DATA", str(tmp_path / "data"))  # the cache goes there
+    monkeypatch.setattr(Run, "train", lambda *a, **k: pytest.fail("a finished run trained"))
+    overrides = [f"{k}={v}" for k, v in TINY.items()] + ["val_every=1"]
+    table = script.main(["--data", str(root), "--out", str(copy), "--seeds", *map(str, SEEDS),
+                         "--set", *overrides])
+    printed = capsys.readouterr().out
+    assert len(table) == len(cmp.ARCHS) * len(SEEDS)
+    assert printed.startswith("device : cpu") and "beyond the seed spread" in printed
+    assert (copy / "results.csv").is_file() and (copy / "summary.csv").is_file()
