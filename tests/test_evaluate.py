@@ -80,3 +80,62 @@ def test_examples_cover_every_modality_and_span_the_scores():
     assert len(set(picked)) == 7
     assert sorted(pick_examples(scores, 20)) == sorted(scores["image_id"])
     assert pick_examples(scores.iloc[:0], 3) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Object errors per image, and the bootstrap interval of a mean score
+# --------------------------------------------------------------------------------------------
+
+
+def test_object_error_table_names_a_merge():
+    from unet_lesson.evaluate import object_error_table
+
+    labels = np.zeros((40, 60), dtype=np.int32)
+    labels[5:20, 5:20], labels[5:20, 20:35], labels[25:35, 40:55] = 1, 2, 3  # 1, 2 touch
+    image = np.zeros((40, 60, 3), dtype=np.uint8)
+    image[labels > 0] = 200
+    sample = DSBSample("touching", image, labels, folder=None)
+    merged = (labels > 0).astype(np.float32)  # one blob over nuclei 1 and 2, nucleus 3 alone
+    table = object_error_table([sample], [np.stack([1 - merged, merged])],
+                               PostProcess(method="components", min_size=1))
+    row = table.iloc[0]
+    assert (row["image_id"], row["modality"]) == ("touching", "fluorescence")
+    assert (row["true"], row["predicted"], row["matched"]) == (3, 2, 1)
+    assert (row["merged"], row["merges"], row["missed"], row["false positives"]) == (2, 1, 0, 0)
+    assert row["dsb"] == pytest.approx(1 / 4)  # TP 1, FP 1 (the merge), FN 2
+
+
+def _exact_bootstrap_means(values):
+    """Brute force: the mean of every one of the n**n equally likely resamples."""
+    import itertools
+
+    values = np.asarray(values, dtype=float)
+    return np.array([values[list(idx)].mean()
+                     for idx in itertools.product(range(len(values)), repeat=len(values))])
+
+
+def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
+    from unet_lesson.evaluate import bootstrap_interval
+
+    values = [0.1, 0.35, 0.4, 0.8, 0.95]  # 5**5 = 3125 resamples, enumerated
+    exact = _exact_bootstrap_means(values)
+    for level in (0.8, 0.95):
+        want = np.quantile(exact, [(1 - level) / 2, (1 + level) / 2])
+        got = bootstrap_interval(values, level=level, n_resamples=200_000)
+        np.testing.assert_allclose(got, want, atol=0.01)
+    low, high = bootstrap_interval(values)
+    assert low < np.mean(values) < high
+
+
+def test_bootstrap_interval_is_seeded_and_narrows_with_more_images():
+    from unet_lesson.evaluate import bootstrap_interval
+
+    rng = np.random.default_rng(1)
+    few, many = rng.random(10), rng.random(1000)
+    assert bootstrap_interval(few, seed=3) == bootstrap_interval(few, seed=3)
+    assert np.diff(bootstrap_interval(many)) < np.diff(bootstrap_interval(few))
+    assert bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)  # no spread, no interval
+    with pytest.raises(ValueError, match="no values"):
+        bootstrap_interval([])
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval(few, level=1.0)

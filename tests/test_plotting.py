@@ -138,3 +138,70 @@ def test_paired_colours_give_a_match_its_true_nucleus_colour():
     np.testing.assert_allclose(pred_rgb[5, 5], true_rgb[5, 5])  # the pair shares a colour
     np.testing.assert_allclose(pred_rgb[15, 33], 1.0)  # false positive: white
     assert not np.allclose(true_rgb[5, 5], true_rgb[5, 25])  # two nuclei, two colours
+
+
+def _pair():
+    true = np.zeros((20, 40), dtype=np.int32)
+    true[2:10, 2:10], true[2:10, 10:18], true[12:18, 25:35] = 1, 2, 3
+    pred = np.zeros_like(true)
+    pred[2:10, 2:18] = 7  # one prediction over nuclei 1 and 2: a merge
+    pred[12:18, 25:35] = 8  # matches nucleus 3 exactly
+    return true, pred
+
+
+def test_row_title_names_the_object_errors():
+    true, pred = _pair()
+    assert plotting.row_title("abcdefghijkl", true, pred) == "abcdefghij\nDSB 0.25"
+    title = plotting.row_title("img", true, pred, counts=True)
+    assert "1/3 matched" in title and "2 merged, 0 split" in title
+    assert "0 missed, 0 FP" in title
+
+
+def test_show_predictions_puts_each_network_in_a_column():
+    true, pred = _pair()
+    image = np.random.default_rng(0).random((20, 40))
+    fig = plotting.show_predictions([image, image], [true, true],
+                                    {"practical": [pred, true], "paper": [true, pred]})
+    assert len(fig.axes) == 2 * 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:4] == ["image (true outlines)", "true mask", "practical: DSB 0.25",
+                          "paper: DSB 1.00"]
+    plt.close(fig)
+
+
+def test_probability_maps_show_each_class():
+    probs = np.random.default_rng(0).dirichlet([1, 1, 1], size=(8, 9)).transpose(2, 0, 1)
+    fig = plotting.probability_maps(np.zeros((8, 9, 3), dtype=np.uint8), probs)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["image", "p(background)", "p(nucleus interior)", "p(nucleus border)"]
+    plt.close(fig)
+
+
+def test_plot_claim_draws_every_arm_and_seed():
+    import pandas as pd
+
+    table = pd.DataFrame({"arm": ["a", "a", "a", "b", "b", "b"], "seed": [0, 1, 2] * 2,
+                          "dsb": [0.3, 0.35, 0.32, 0.2, 0.25, 0.22],
+                          "merges": [1.0, 2.0, 1.5, 3.0, 2.5, 3.5]})
+    fig = plotting.plot_claim(table, {"dsb": "DSB score", "merges": "merges per image"})
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert [p.get_height() for p in ax.patches] == pytest.approx([0.97 / 3, 0.67 / 3])
+    assert sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets")) >= 6
+    plt.close(fig)
+
+
+def test_comparison_figure_rows_carry_their_scores():
+    from unet_lesson.data import DSBSample
+    from unet_lesson.evaluate import PostProcess
+
+    true, pred = _pair()
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    sample = DSBSample("one", image, true, folder=None)
+    probs = np.stack([pred == 0, pred > 0]).astype(np.float32)
+    fig = plotting.comparison_figure([sample], [probs], PostProcess("components", min_size=1),
+                                     ["one"], "t", counts=True)
+    label = fig.axes[0].get_ylabel()
+    assert label.startswith("one\nDSB 0.25") and "2 merged" in label
+    plt.close(fig)

@@ -6,8 +6,13 @@ competition's metric, per image, with the image's modality, so results can be re
 
 Post-processing parameters are chosen by :func:`tune_postprocessing` on the **validation** split
 only; the test split is scored once, with the chosen parameters. :func:`validation_scores` is
-what training calls after each epoch; :func:`chance_dsb` is the score of predicting no nucleus
-at all, the floor an epoch must beat to become a run's best.
+what training calls after each epoch; :func:`chance_scores` is the score of predicting no
+nucleus at all, the floor an epoch must beat to become a run's best.
+
+Beyond the mean score: :func:`object_error_table` names what happened to the nuclei of each
+image (matched, missed, merged, split, false positives: :func:`unet_lesson.metrics.object_errors`),
+and :func:`bootstrap_interval` says how much a mean over a few dozen images could move had
+other images of the same kind been drawn.
 
 Built in notebook 09 (the metric) and notebook 11 (tuning, scores by modality).
 """
@@ -21,7 +26,7 @@ import pandas as pd
 
 from .data import modality_of
 from .instances import MIN_SIZE, THRESHOLD, probabilities_to_labels
-from .metrics import dsb_score, pixel_dice
+from .metrics import dsb_score, object_errors, pixel_dice
 from .predict import predict_samples
 
 
@@ -170,3 +175,48 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"  {modality:<22} DSB {v['dsb']:.3f}  Dice {v['dice']:.3f}  "
                      f"({v['n_images']} images)")
     return "\n".join(lines)
+
+
+def object_error_table(samples, probabilities, post: PostProcess, iou: float = 0.5
+                       ) -> pd.DataFrame:
+    """One row per image: id, modality, DSB score and what happened to its nuclei at IoU
+    ``iou`` (:func:`unet_lesson.metrics.object_errors`).
+
+    Columns ``true``, ``predicted``, ``matched``, ``missed``, ``merged`` (true nuclei inside a
+    prediction that covers several), ``split`` (true nuclei cut into several predictions),
+    ``false positives`` and ``merges`` (predictions covering several nuclei). The DSB score
+    counts a merge of two nuclei as one false positive and two misses; this table names it.
+
+    Used in notebook 11.
+    """
+    rows = []
+    for sample, probs in zip(samples, probabilities, strict=True):
+        pred = post(probs)
+        counts = object_errors(sample.labels, pred, iou=iou).counts()
+        rows.append({"image_id": sample.image_id, "modality": modality_of(sample.image),
+                     "dsb": dsb_score(sample.labels, pred), **counts})
+    return pd.DataFrame(rows)
+
+
+def bootstrap_interval(values, level: float = 0.95, n_resamples: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval for the mean of ``values`` (e.g. per-image DSB scores).
+
+    Draw ``n_resamples`` samples of the same size with replacement (images, not pixels, are
+    the unit: the score of a data set is a mean over images), take each one's mean, and
+    return the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of those means. It shows
+    how far the mean could move had other images of the same kind been drawn; it does not
+    cover a change of kind of image (another acquisition group), which is larger.
+
+    Used in notebook 11.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("no values to resample")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, values.size, size=(n_resamples, values.size))
+    means = values[picks].mean(axis=1)  # (n_resamples,)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

@@ -106,7 +106,7 @@ def paired_colours(true_labels: np.ndarray, pred_labels: np.ndarray):
     matches, merges or splits (:func:`unet_lesson.metrics.object_errors`), so pairs can be
     matched by eye; a false positive is white.
 
-    Not built in a notebook: :func:`show_comparison` draws with it.
+    Built in notebook 09.
     """
     from .metrics import object_errors
 
@@ -257,25 +257,147 @@ def pick_examples(scores, n: int = 6) -> list[str]:
     return [ids[r] for r in range(max(counts, default=0)) for ids in spread if r < len(ids)]
 
 
-def comparison_figure(samples, probabilities, post, ids: list[str], title: str):
+def comparison_figure(samples, probabilities, post, ids: list[str], title: str,
+                      counts: bool = False):
     """Rows of image | true mask | prediction | errors for the samples with the chosen ids,
     each row titled with its image's id and DSB score.
 
     ``probabilities``: the network's output for each sample (in order); ``post`` turns them
-    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`).
+    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`). ``counts=True`` adds the
+    image's object errors to its row title (:func:`row_title`: matched of true nuclei,
+    merged, split, missed, false positives).
+
+    Used in notebook 11.
+    """
+    by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
+    chosen = [by_id[i] for i in ids]
+    preds = [post(p) for _, p in chosen]
+    titles = [row_title(s.image_id, s.labels, pred, counts)
+              for (s, _), pred in zip(chosen, preds, strict=True)]
+    fig = show_comparison([s.image for s, _ in chosen], [s.labels for s, _ in chosen],
+                          preds, row_titles=titles, errors=True)
+    fig.suptitle(title, y=1.0)
+    return fig
+
+
+def row_title(image_id: str, true_labels: np.ndarray, pred_labels: np.ndarray,
+              counts: bool = False) -> str:
+    """A comparison row's title: the image's id (10 characters), its DSB score and, with
+    ``counts``, its object errors (:func:`unet_lesson.metrics.object_errors`): matched of
+    true nuclei, then merged (true nuclei inside one prediction), split, missed and false
+    positive (FP) counts.
+
+    Not built in a notebook: :func:`comparison_figure` titles its rows with it.
+    """
+    from .metrics import dsb_score, object_errors
+
+    title = f"{image_id[:10]}\nDSB {dsb_score(true_labels, pred_labels):.2f}"
+    if counts:
+        c = object_errors(true_labels, pred_labels).counts()
+        title += (f"\n{c['matched']}/{c['true']} matched\n{c['merged']} merged, "
+                  f"{c['split']} split\n{c['missed']} missed, {c['false positives']} FP")
+    return title
+
+
+def show_predictions(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarray],
+                     predictions: dict[str, Sequence[np.ndarray]],
+                     row_titles: Sequence[str] | None = None, size: float = 3.0):
+    """Rows of **image | true mask | one column per network's prediction**, so several
+    networks can be compared on the same images. Each prediction is coloured like the true
+    nuclei it matches (:func:`paired_colours`; false positives white) and its column title
+    carries its DSB score on that image.
+
+    ``predictions``: ``{name: [label image per row]}``.
 
     Used in notebook 11.
     """
     from .metrics import dsb_score
 
-    by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
-    chosen = [by_id[i] for i in ids]
-    preds = [post(p) for _, p in chosen]
-    titles = [f"{s.image_id[:10]}\nDSB {dsb_score(s.labels, pred):.2f}"
-              for (s, _), pred in zip(chosen, preds, strict=True)]
-    fig = show_comparison([s.image for s, _ in chosen], [s.labels for s, _ in chosen],
-                          preds, row_titles=titles, errors=True)
-    fig.suptitle(title, y=1.0)
+    names = list(predictions)
+    ncols = 2 + len(names)
+    fig, axes = plt.subplots(len(images), ncols, figsize=(size * ncols, size * len(images)),
+                             squeeze=False)
+    for r, (img, true) in enumerate(zip(images, true_labels, strict=True)):
+        panels = [overlay_outlines(img, true, OUTLINE_TRUE), labels_to_rgb(true)]
+        titles = ["image (true outlines)", "true mask"]
+        for name in names:
+            pred = predictions[name][r]
+            panels.append(paired_colours(true, pred)[1])
+            titles.append(f"{name}: DSB {dsb_score(true, pred):.2f}")
+        for c, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+            ax = axes[r, c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=9)
+        if row_titles is not None:
+            axes[r, 0].set_ylabel(row_titles[r], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def probability_maps(image: np.ndarray, probabilities: np.ndarray,
+                     class_names: Sequence[str] | None = None, title: str | None = None,
+                     size: float = 3.0):
+    """The image, then the network's probability of each class, one panel each (0 to 1).
+
+    ``probabilities``: (num_classes, H, W), e.g. background, nucleus interior, nucleus border
+    for a three-class network. Default names: those of the course's targets.
+
+    Used in notebook 11.
+    """
+    probs = np.asarray(probabilities)
+    k = probs.shape[0]
+    if class_names is None:
+        class_names = (["background", "nucleus interior", "nucleus border"] if k == 3 else
+                       ["background", "nucleus"] if k == 2 else [f"class {i}" for i in range(k)])
+    fig, axes = plt.subplots(1, k + 1, figsize=(size * (k + 1) + 0.6, size), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(to_display(image))
+    axes[0].set_title("image", fontsize=10)
+    for i in range(k):
+        shown = axes[i + 1].imshow(probs[i], vmin=0, vmax=1, cmap="magma")
+        axes[i + 1].set_title(f"p({class_names[i]})", fontsize=10)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_claim(table, measures: dict[str, str], arm: str = "arm", title: str = ""):
+    """One panel per measure: each arm of an experiment (x), each seed's value (dots), their
+    mean (a bar) and standard deviation over seeds (a line), so the spread a difference must
+    beat is in view.
+
+    ``table``: one row per run, with an ``arm`` column (order kept), a ``seed`` column and the
+    measures' columns; ``measures``: ``{column: axis label}``.
+
+    Used in notebook 11.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(table)
+    arms = list(dict.fromkeys(df[arm]))
+    fig, axes = plt.subplots(1, len(measures), figsize=(0.9 + 1.3 * len(arms) * len(measures),
+                                                       3.2), squeeze=False)
+    for ax, (column, label) in zip(axes[0], measures.items(), strict=True):
+        for x, name in enumerate(arms):
+            values = df.loc[df[arm] == name, column].astype(float).to_numpy()
+            ax.bar(x, values.mean(), width=0.6, color="#a9c8ec", edgecolor="black",
+                   linewidth=0.6)
+            if len(values) > 1:
+                ax.errorbar(x, values.mean(), yerr=values.std(ddof=1), color="black",
+                            capsize=4, linewidth=1)
+            offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(x + np.asarray(offsets), values, color="#c0392b", s=14, zorder=3)
+        ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+    fig.suptitle(title + " (bars: mean over seeds; lines: +/- 1 s.d.; dots: seeds)",
+                 fontsize=10)
+    fig.tight_layout()
     return fig
 
 
