@@ -38,9 +38,12 @@ from unet_lesson.data import load_dsb_folder, training_split  # noqa: E402
 from unet_lesson.run import Run  # noqa: E402
 
 # a short laptop run: width 16, 256 tiles, 10 epochs of 320 tiles (400 steps), validated at
-# epochs 5 and 10 on 30 images (the checkpoint); the post-processing is then tuned on all of val
+# epochs 5 and 10 on 30 images (the checkpoint); the post-processing is then tuned on all of val.
+# Every generalising option starts off (whatever the preset now switches on): a variant turns
+# on what it tests
 BASE = ["tiles_per_epoch=320", "num_epochs=10", "val_max_images=30", "val_every=5",
-        "warmup_steps=40"]
+        "warmup_steps=40", "input_mode=raw", "colour_augment=false", "quality_augment=false",
+        "scale_augment=0"]
 VARIANTS = {
     "raw": ["input_mode=raw"],
     "percentile": ["input_mode=percentile"],
