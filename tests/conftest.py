@@ -19,6 +19,20 @@ REAL_DSB = Path(
 )
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread: the networks of the tests are a few channels wide,
+    too small for several threads to help, and on a busy 2-core machine keeping threads in
+    step made such tests several (up to 10-50) times slower. Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def real_dsb_root() -> Path:
     """The real stage1_train folder; tests that use it skip cleanly where it is absent."""

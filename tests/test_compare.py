@@ -19,17 +19,11 @@ from unet_lesson.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1)
-pytestmark = pytest.mark.filterwarnings("ignore:pretrained=True")  # no torchvision here
+pytestmark = [pytest.mark.filterwarnings("ignore:pretrained=True"),  # no torchvision here
+              pytest.mark.usefixtures("one_thread")]  # networks a few channels wide (conftest)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Networks a few channels wide: threads only add overhead on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # the tests' tiny configuration (width 4, depth 2, random split), with 64-pixel tiles for
@@ -51,8 +45,12 @@ def tiny_set(tmp_path_factory):
 def compared(tiny_set, tmp_path_factory):
     root, samples = tiny_set
     out = tmp_path_factory.mktemp("compare")
-    torch.set_num_threads(1)
-    table = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests (one_thread), without leaking into other modules
+    try:
+        table = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
+    finally:
+        torch.set_num_threads(threads)
     return table, out
 
 

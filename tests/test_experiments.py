@@ -21,12 +21,7 @@ def tiny_base():
                             channels_last=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # networks a few channels wide (conftest)
 
 
 @pytest.fixture(scope="module")

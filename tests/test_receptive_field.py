@@ -13,15 +13,7 @@ from unet_lesson.receptive_field import (
     receptive_field,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The networks here are one channel wide: their operations are too small for several threads
-    to help, and on a busy machine keeping threads in step made these tests 10-50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # networks one channel wide (conftest)
 
 
 def _brute_rows(net, height, width, rows):

@@ -32,14 +32,7 @@ def conv(c_in: int, c_out: int, k: int = 3, bias: bool = True) -> int:
     return c_in * c_out * k * k + (c_out if bias else 0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The networks here are a few channels wide: too small for several threads to help, and on
-    a busy machine keeping threads in step made these tests several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # networks a few channels wide (conftest)
 
 
 # tiny networks (4 channels at the top), so that every test takes about a second or less
