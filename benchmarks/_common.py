@@ -88,3 +88,24 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+# The laptop preset shortened, for experiments that train many runs (the generalisation
+# ablation, the comparison of networks): width 16, 256-pixel tiles, 10 epochs of 320 tiles
+# (400 steps), validated at epochs 5 and 10 on 30 images (the checkpoint)
+SHORT_RUN = ["tiles_per_epoch=320", "num_epochs=10", "val_max_images=30", "val_every=5",
+             "warmup_steps=40"]
+
+
+def experiment_parser(doc: str, out: Path, what: str, choices: list[str], set_help: str):
+    """The arguments every many-run experiment shares: ``--data``, ``--out``, ``--<what>``
+    (which of ``choices``, all by default), ``--seeds`` (0 1 2) and ``--set``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="a stage1_train-style folder")
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument(f"--{what}", nargs="+", default=list(choices), choices=list(choices))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=set_help)
+    return parser

@@ -21,7 +21,6 @@ processes on 2 cores slow each other several times.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_description  # noqa: E402
+from _common import SHORT_RUN, device_description, experiment_parser  # noqa: E402
 
 from unet_lesson import env  # noqa: E402
 from unet_lesson.config import apply_overrides, preset  # noqa: E402
@@ -41,9 +40,8 @@ from unet_lesson.run import Run  # noqa: E402
 # epochs 5 and 10 on 30 images (the checkpoint); the post-processing is then tuned on all of val.
 # Every generalising option starts off (whatever the preset now switches on): a variant turns
 # on what it tests
-BASE = ["tiles_per_epoch=320", "num_epochs=10", "val_max_images=30", "val_every=5",
-        "warmup_steps=40", "input_mode=raw", "colour_augment=false", "quality_augment=false",
-        "scale_augment=0"]
+BASE = SHORT_RUN + ["input_mode=raw", "colour_augment=false", "quality_augment=false",
+                    "scale_augment=0"]
 VARIANTS = {
     "raw": ["input_mode=raw"],
     "percentile": ["input_mode=percentile"],
@@ -78,13 +76,8 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a stage1_train-style folder")
-    parser.add_argument("--out", type=Path, default=env.runs_dir() / "ablation")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="changes to every variant (e.g. amp_cpu=true, num_epochs=2)")
+    parser = experiment_parser(__doc__, env.runs_dir() / "ablation", "variants", list(VARIANTS),
+                               "changes to every variant (e.g. amp_cpu=true, num_epochs=2)")
     args = parser.parse_args()
     device = env.pick_device()
     print(f"device: {device_description(device)}; data: {args.data}")

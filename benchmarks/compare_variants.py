@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_description  # noqa: E402
+from _common import SHORT_RUN, device_description, experiment_parser  # noqa: E402
 
 from unet_lesson import env  # noqa: E402
 from unet_lesson.compare import (  # noqa: E402
@@ -51,20 +51,12 @@ from unet_lesson.compare import (  # noqa: E402
 from unet_lesson.config import apply_overrides, preset  # noqa: E402
 from unet_lesson.data import load_dsb_folder  # noqa: E402
 
-# the laptop preset shortened (as benchmarks/ablation_generalisation.py): width 16, 256-pixel
-# tiles, 10 epochs of 320 tiles (400 steps), validated at epochs 5 and 10 on 30 images
-BASE = ["tiles_per_epoch=320", "num_epochs=10", "val_max_images=30", "val_every=5",
-        "warmup_steps=40"]
+BASE = SHORT_RUN  # the laptop preset shortened, as the generalisation ablation runs it
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a stage1_train-style folder")
-    parser.add_argument("--out", type=Path, default=env.runs_dir() / "compare_variants")
-    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="changes to every network's configuration (e.g. num_epochs=2)")
+    parser = experiment_parser(__doc__, env.runs_dir() / "compare_variants", "archs", ARCHS,
+                               "changes to every network's configuration (e.g. num_epochs=2)")
     parser.add_argument("--max-side", type=int, default=None,
                         help="use only the images at most this many pixels high and wide")
     parser.add_argument("--metric", default="test_dsb",
