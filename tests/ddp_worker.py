@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under torchrun: train one tiny epoch, then write this
-process's weights checksum (so the test can check that the ranks' copies agree)."""
+process's weights checksum (so the test can check that the ranks' copies agree), then leave
+the process group as the train command does."""
 
 import hashlib
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 import unet_lesson.train as train
+from unet_lesson import distributed
 from unet_lesson.config import preset
 from unet_lesson.data import load_dsb_folder
 
@@ -30,4 +32,6 @@ train.fit(cfg, samples[:6], samples[6:8], device=torch.device("cpu"))
 weights = torch.cat([p.detach().double().flatten() for p in built[0].parameters()])
 digest = hashlib.sha256(weights.numpy().tobytes()).hexdigest()
 rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-(out / f"rank{rank}.txt").write_text(f"{digest} {float(weights.abs().sum())}\n")
+distributed.shutdown()
+left = not torch.distributed.is_initialized() and not distributed.active()
+(out / f"rank{rank}.txt").write_text(f"{digest} {float(weights.abs().sum())} {left}\n")

@@ -88,10 +88,10 @@ def train(args) -> int:
         print(f"training on {len(samples)} images of {args.data} with {device} "
               f"({distributed.world_size()} process(es)); run folder {args.out}")
     run.train(samples, device, time_limit_s=args.minutes * 60 if args.minutes else None)
+    distributed.shutdown()  # all together; rank 0 then scores alone, the others are done
     if main:
         print(format_metrics(run.finish(samples, device)))
         print(f"done in {_elapsed(start)}; metrics, curves and comparison figure in {args.out}")
-    distributed.shutdown()
     return 0
 
 

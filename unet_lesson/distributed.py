@@ -131,9 +131,15 @@ def broadcast(value):
 
 
 def shutdown() -> None:
-    """Leave the process group (at the end of the command).
+    """Leave the process group, every process at the same point (right after training).
+
+    The processes first wait for each other, so none tears down its connections while
+    another still uses them; only then does each destroy its group. ``train`` calls this
+    before rank 0 scores the run alone: a process that left early while rank 0 was still
+    busy once aborted in CI (gloo, "terminate called without an active exception").
 
     Not built in a notebook: training under torchrun.
     """
     if active():
+        dist.barrier()
         dist.destroy_process_group()
