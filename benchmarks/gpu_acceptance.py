@@ -20,7 +20,9 @@ Prints, and writes as JSON:
 3. a time-boxed training run of the practical configuration on ``--data`` (a
    stage1_train-style folder: the group split, the course's pipeline), its validation and
    test DSB scores, and optionally the score on ``--test-images`` (images with masks, or
-   stage1_test beside its ``stage1_solution.csv``).
+   stage1_test beside its ``stage1_solution.csv``). Its epochs are sized from the throughput
+   measured in 2. (a tenth of the time box each, at most 4,000 tiles), so the box holds on a
+   slow device too.
 
 ``--tiny`` shrinks everything (width 4, 64x64 tiles, a synthetic set, seconds of training) so
 the whole script runs on a CPU in a test. At full size it is sized for about 8 minutes on one
@@ -137,8 +139,33 @@ def throughput(width: int, variant: str, args, device: torch.device) -> dict:
             if device.type == "cuda" else None}
 
 
-def training_run(args, device: torch.device) -> dict:
-    """A time-boxed run of the practical configuration on real (or, tiny, synthetic) data."""
+def epoch_tiles(images_per_s: float | None, minutes: float, batch_size: int,
+                most: int = 4000) -> int:
+    """Tiles per epoch for the time-boxed run: about a tenth of the time box at the measured
+    throughput, a whole number of batches, at most ``most`` (the GPU size) and at least one
+    batch. The time limit is checked between epochs, so the run overshoots it by about one
+    epoch: with 4,000-tile epochs a CPU would overshoot by half an hour."""
+    if not images_per_s:
+        return most
+    tiles = int(images_per_s * minutes * 60 / 10) // batch_size * batch_size
+    return max(batch_size, min(most, tiles))
+
+
+def measured_rate(rows: list[dict], cfg, device: torch.device) -> float | None:
+    """The measured images/s of the training step the run's configuration will use (its
+    width, channels_last, mixed precision and compile settings), or None if not measured."""
+    amp = precision.autocast_dtype(device, cfg.amp, cfg.amp_cpu) is not None
+    variant = ("channels_last" if cfg.channels_last else "fp32 eager") + \
+        (" + amp" if amp else "") + (" + compile" if cfg.compile else "")
+    for row in rows:
+        if row["width"] == cfg.model.base_channels and row["variant"] == variant:
+            return row.get("images_per_s")
+    return None
+
+
+def training_run(args, device: torch.device, rows: list[dict]) -> dict:
+    """A time-boxed run of the practical configuration on real (or, tiny, synthetic) data,
+    its epochs sized from the throughput measured in ``rows`` (:func:`epoch_tiles`)."""
     from unet_lesson.data import load_dsb_folder, load_labelled, make_synthetic_dsb
     from unet_lesson.evaluate import score_samples, summarise
     from unet_lesson.run import Run
@@ -150,7 +177,11 @@ def training_run(args, device: torch.device) -> dict:
     overrides = ["num_epochs=1000", f"num_workers={args.workers}"] + (
         ["base_channels=4", "depth=2", "tile_size=32", "predict_tile=64", "batch_size=4",
          "tiles_per_epoch=8", "val_max_images=2", "split=random", "best_above_chance=false"]
-        if args.tiny else [f"batch_size={args.batch_size}", "tiles_per_epoch=4000"])
+        if args.tiny else [f"batch_size={args.batch_size}"])
+    if not args.tiny:
+        sized = apply_overrides(preset("practical"), overrides + args.set)
+        tiles = epoch_tiles(measured_rate(rows, sized, device), args.minutes, args.batch_size)
+        overrides.append(f"tiles_per_epoch={tiles}")
     cfg = apply_overrides(preset("practical"), overrides + args.set)
     samples = load_dsb_folder(data)
     folder = Path(tempfile.mkdtemp()) / "run"
@@ -160,6 +191,7 @@ def training_run(args, device: torch.device) -> dict:
     trained = time.perf_counter() - started
     metrics = run.finish(samples, device)
     out = {"config": "practical + " + " ".join(overrides + args.set), "data": str(data),
+           "time_box_s": round(args.minutes * 60), "tiles_per_epoch": cfg.tiles_per_epoch,
            "epochs": len(history), "train_seconds": round(trained, 1),
            "seconds_per_epoch": round(float(history["seconds"].mean()), 1),
            "best_epoch": metrics["best_epoch"], "split": metrics["split"],
@@ -218,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2))
     print("\ntraining run:", flush=True)
-    results["training"] = training_run(args, device)
+    results["training"] = training_run(args, device, results["throughput"])
     print(json.dumps(results["training"], indent=1))
     args.out.write_text(json.dumps(results, indent=2))
     return results

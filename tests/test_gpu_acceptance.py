@@ -61,3 +61,29 @@ def test_the_peak_table_follows_the_precision(acceptance, monkeypatch):
     assert acceptance.peak_tflops(cuda, None) == (8.1, "fp32")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Mystery GPU")
     assert acceptance.peak_tflops(cuda, None)[0] is None
+
+
+def test_the_time_boxed_run_sizes_its_epochs_from_the_measured_rate(acceptance):
+    # 5.3 images/s for 3 minutes: a tenth of the box is 95 tiles, 92 in whole batches of 4
+    assert acceptance.epoch_tiles(5.3, 3.0, 4) == 92
+    assert acceptance.epoch_tiles(5000.0, 4.0, 32) == 4000  # a fast GPU keeps its size
+    assert acceptance.epoch_tiles(0.01, 1.0, 8) == 8  # never less than one batch
+    assert acceptance.epoch_tiles(None, 4.0, 32) == 4000  # not measured: the GPU size
+
+
+def test_the_rate_used_is_the_one_of_the_runs_own_step(acceptance):
+    import torch
+
+    from unet_lesson.config import apply_overrides, preset
+
+    rows = [{"width": 32, "variant": "channels_last", "images_per_s": 2.0},
+            {"width": 32, "variant": "channels_last + amp", "images_per_s": 5.3},
+            {"width": 64, "variant": "channels_last + amp", "images_per_s": 1.4}]
+    cpu = torch.device("cpu")
+    fp32 = apply_overrides(preset("practical"), ["amp_cpu=false"])
+    bf16 = apply_overrides(preset("practical"), ["amp_cpu=true"])
+    assert acceptance.measured_rate(rows, fp32, cpu) == 2.0
+    assert acceptance.measured_rate(rows, bf16, cpu) == 5.3
+    wide = apply_overrides(preset("practical"), ["amp_cpu=true", "base_channels=64"])
+    assert acceptance.measured_rate(rows, wide, cpu) == 1.4
+    assert acceptance.measured_rate(rows, apply_overrides(fp32, ["compile=true"]), cpu) is None
