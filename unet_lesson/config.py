@@ -18,8 +18,8 @@ The course's two ways to train, one config apart:
   cross-entropy + soft Dice, AdamW (Adam with decoupled weight decay) with a linear warm-up and
   cosine decay.
 
-``laptop`` is ``practical`` sized for the real data on a 2-core CPU (about 50 minutes; its
-old name ``cpu`` still works); ``demo`` is ``practical`` shrunk to train in minutes.
+``laptop`` is ``practical`` sized for the real data on a 2-core CPU (67 minutes measured on
+a 2-core Intel Xeon; its old name ``cpu`` still works); ``demo`` is ``practical`` shrunk to train in minutes.
 
 Built in notebook 10 (section 2 compares the two presets).
 """
@@ -192,7 +192,7 @@ PRESETS: dict[str, dict] = {
                   weight_decay=0.0, schedule="constant", warmup_steps=100, grad_clip=1.0,
                   num_epochs=60),
     "practical": dict(**GENERALISE),  # the dataclass defaults, plus what generalises
-    # practical for the real DSB on a 2-core CPU, about 50 minutes (measured before GENERALISE)
+    # practical for the real DSB on a 2-core CPU: 67 minutes on a 2-core Xeon (README, Results)
     "laptop": dict(**GENERALISE, base_channels=16, tile_size=256, batch_size=8,
                    tiles_per_epoch=640, num_epochs=30, val_max_images=40, num_workers=0),
     # practical, shrunk to train in a few minutes on a laptop CPU (python -m unet_lesson demo)
