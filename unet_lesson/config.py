@@ -19,7 +19,8 @@ The course's two ways to train, one config apart:
   cosine decay.
 
 ``laptop`` is ``practical`` sized for the real data on a 2-core CPU (67 minutes measured on
-a 2-core Intel Xeon; its old name ``cpu`` still works); ``demo`` is ``practical`` shrunk to train in minutes.
+a 2-core Intel Xeon; its old name ``cpu`` still works); ``demo`` is ``practical`` shrunk to
+train in minutes.
 
 Built in notebook 10 (section 2 compares the two presets).
 """
