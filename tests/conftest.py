@@ -19,18 +19,22 @@ REAL_DSB = Path(
 )
 
 
-@pytest.fixture
-def one_thread():
+def _one_torch_thread():
     """Run a test with one torch thread: the networks of the tests are a few channels wide,
     too small for several threads to help, and on a busy 2-core machine keeping threads in
     step made such tests several (up to 10-50) times slower. Use it with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``; ``one_thread_module`` holds it
+    for a module-scoped fixture. The thread count is restored afterwards."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+one_thread = pytest.fixture(_one_torch_thread, name="one_thread")
+one_thread_module = pytest.fixture(_one_torch_thread, scope="module", name="one_thread_module")
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:pretrained=True"),  # no torchv
 CPU = torch.device("cpu")
 
 
-
-
 # the tests' tiny configuration (width 4, depth 2, random split), with 64-pixel tiles for
 # TernausNet11 (its depth is 5, fixed) and one short epoch
 TINY = {**tiny.TINY, "tile_size": 64, "predict_tile": 64, "batch_size": 2,
@@ -42,15 +40,10 @@ def tiny_set(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def compared(tiny_set, tmp_path_factory):
+def compared(tiny_set, tmp_path_factory, one_thread_module):
     root, samples = tiny_set
     out = tmp_path_factory.mktemp("compare")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the tests (one_thread), without leaking into other modules
-    try:
-        table = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
-    finally:
-        torch.set_num_threads(threads)
+    table = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
     return table, out
 
 
