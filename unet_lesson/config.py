@@ -183,7 +183,7 @@ def _check_type(name: str, value, kind) -> None:
 # What the generalisation ablation kept (benchmarks/ablation_generalisation.py, README "Results"):
 # per-image percentile inputs with bright backgrounds inverted, and stain/colour augmentation.
 # Scale and quality augmentation added nothing beyond the seed-to-seed spread on top of these
-# (two seeds) and cost time: they stay off (options).
+# (three seeds) and cost time: they stay off (options).
 GENERALISE = dict(input_mode="invert", colour_augment=True)
 
 PRESETS: dict[str, dict] = {
