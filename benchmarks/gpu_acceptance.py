@@ -59,7 +59,10 @@ PEAK_TFLOPS = {
     "V100": {"fp16": 125.0, "fp32": 15.7},
     "T4": {"fp16": 65.0, "fp32": 8.1},
 }
-VARIANTS = ("fp32 eager", "channels_last", "channels_last + amp", "channels_last + amp + compile")
+# each training-step variant: (channels_last, mixed precision, torch.compile)
+VARIANTS = {"fp32 eager": (False, False, False), "channels_last": (True, False, False),
+            "channels_last + amp": (True, True, False),
+            "channels_last + amp + compile": (True, True, True)}
 
 
 def environment(device: torch.device) -> dict:
@@ -100,11 +103,11 @@ def throughput(width: int, variant: str, args, device: torch.device) -> dict:
     torch.manual_seed(0)
     net = UNet(UNetConfig(in_channels=3, num_classes=3, base_channels=width, padding="same",
                           batch_norm=True, dropout=0.0)).to(device)
-    channels_last = variant != "fp32 eager"
+    channels_last, amp, compiled = VARIANTS[variant]
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    dtype = precision.autocast_dtype(device, amp="amp" in variant, amp_cpu="amp" in variant)
-    step_net = torch.compile(net) if "compile" in variant else net
+    dtype = precision.autocast_dtype(device, amp=amp, amp_cpu=amp)
+    step_net = torch.compile(net) if compiled else net
     scaler = precision.grad_scaler(device, dtype)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
@@ -155,10 +158,9 @@ def measured_rate(rows: list[dict], cfg, device: torch.device) -> float | None:
     """The measured images/s of the training step the run's configuration will use (its
     width, channels_last, mixed precision and compile settings), or None if not measured."""
     amp = precision.autocast_dtype(device, cfg.amp, cfg.amp_cpu) is not None
-    variant = ("channels_last" if cfg.channels_last else "fp32 eager") + \
-        (" + amp" if amp else "") + (" + compile" if cfg.compile else "")
+    settings = (cfg.channels_last, amp, cfg.compile)
     for row in rows:
-        if row["width"] == cfg.model.base_channels and row["variant"] == variant:
+        if row["width"] == cfg.model.base_channels and VARIANTS[row["variant"]] == settings:
             return row.get("images_per_s")
     return None
 
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="changes to the training run's configuration")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized smoke test")
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tiny:  # torch.compile's first call alone takes half a minute on a CPU: left out
         args.widths, args.batch_size, args.size, args.steps, args.warmup = [4], 2, 64, 2, 1
         args.workers, args.minutes = 0, min(args.minutes, 0.05)
-        args.variants = [v for v in args.variants if "compile" not in v]
+        args.variants = [v for v in args.variants if not VARIANTS[v][2]]  # no compile
     device = env.pick_device()
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "environment": environment(device)}
     print(json.dumps(results["environment"], indent=1), flush=True)
