@@ -31,10 +31,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHORT_RUN, device_description, experiment_parser  # noqa: E402
 
-from unet_lesson import env  # noqa: E402
-from unet_lesson.config import apply_overrides, preset  # noqa: E402
-from unet_lesson.data import load_dsb_folder, training_split  # noqa: E402
-from unet_lesson.run import Run  # noqa: E402
+from unet_lesson import env
+from unet_lesson.config import apply_overrides, preset
+from unet_lesson.course.run import Run
+from unet_lesson.data import load_dsb_folder, training_split
 
 # a short laptop run: width 16, 256 tiles, 10 epochs of 320 tiles (400 steps), validated at
 # epochs 5 and 10 on 30 images (the checkpoint); the post-processing is then tuned on all of val.

@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, header, save, sync  # noqa: E402
 
-from unet_lesson.data import MODALITIES, Augment, TileDataset, synthetic_sample  # noqa: E402
-from unet_lesson.data.batch_augment import BatchAugment  # noqa: E402
-from unet_lesson.data.batch_targets import three_class_target_batch, weight_map_batch  # noqa: E402
-from unet_lesson.losses import make_targets  # noqa: E402
+from unet_lesson.batches import three_class_target_batch, weight_map_batch
+from unet_lesson.data import MODALITIES, Augment, TileDataset, synthetic_sample
+from unet_lesson.data.batch_augment import BatchAugment
+from unet_lesson.losses import make_targets
 
 SIZES = [(256, 256), (256, 320), (360, 360), (520, 696)]  # like stage1_train's common sizes
 

@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, machine  # noqa: E402
 
-from unet_lesson import metrics, rle  # noqa: E402
-from unet_lesson.instances import connected_components, watershed_split  # noqa: E402
-from unet_lesson.toy import fake_probability, synthetic_nuclei  # noqa: E402
+from unet_lesson import metrics, rle
+from unet_lesson.instances import connected_components, watershed_split
+from unet_lesson.toy import fake_probability, synthetic_nuclei
 
 # (height, width, how many images): roughly the mix of stage1_test's 65 images
 SIZES = [(256, 256, 30), (256, 320, 8), (260, 347, 8), (512, 640, 6), (520, 696, 10),

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import device_description, header, save, sync  # noqa: E402
 
-from unet_lesson import UNet, env  # noqa: E402
-from unet_lesson.predict import predict_tiled, predict_whole  # noqa: E402
+from unet_lesson import UNet, env
+from unet_lesson.predict import predict_tiled, predict_whole
 
 CONFIGS = {
     "paper (valid, width 64), tiles 388": dict(padding="valid", base_channels=64, tile=388),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import device_description, header, save, time_steps  # noqa: E402
 
-from unet_lesson import UNet, env  # noqa: E402
+from unet_lesson import UNet, env
 
 
 def bench(variant: str, args, device: torch.device) -> float:

@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, machine  # noqa: E402
 
-from unet_lesson import weights  # noqa: E402
+from unet_lesson import weights
 from unet_lesson.toy import synthetic_nuclei
 
 

@@ -41,15 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHORT_RUN, device_description, experiment_parser  # noqa: E402
 
 from unet_lesson import env  # noqa: E402
-from unet_lesson.compare import (  # noqa: E402
-    ARCHS,
-    beyond_spread,
-    compare,
-    images_up_to,
-    summarise,
-)
 from unet_lesson.config import apply_overrides, preset  # noqa: E402
+from unet_lesson.course.compare import compare, images_up_to  # noqa: E402
 from unet_lesson.data import load_dsb_folder  # noqa: E402
+from unet_lesson.networks import ARCHS  # noqa: E402
+from unet_lesson.stats import beyond_spread, seed_summary  # noqa: E402
 
 BASE = SHORT_RUN  # the laptop preset shortened, as the generalisation ablation runs it
 
@@ -81,7 +77,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table = compare(args.archs, args.seeds, base, samples, args.data, args.out, device)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "results.csv", index=False)
-    summary = summarise(table)
+    summary = seed_summary(table)
     summary.to_csv(args.out / "summary.csv")
     with pd.option_context("display.width", 200, "display.max_columns", 40):
         print(table.drop(columns=["folder"]).round(3).to_string(index=False))

@@ -45,9 +45,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import device_description, time_steps  # noqa: E402
 
-from unet_lesson import env, precision  # noqa: E402
-from unet_lesson.config import apply_overrides, preset  # noqa: E402
-from unet_lesson.model import UNet, UNetConfig  # noqa: E402
+from unet_lesson import env, precision
+from unet_lesson.config import apply_overrides, preset
+from unet_lesson.networks import UNet, UNetConfig
 
 # dense peak TFLOP/s by GPU name (vendor datasheets, without sparsity), per precision
 PEAK_TFLOPS = {
@@ -168,9 +168,9 @@ def measured_rate(rows: list[dict], cfg, device: torch.device) -> float | None:
 def training_run(args, device: torch.device, rows: list[dict]) -> dict:
     """A time-boxed run of the practical configuration on real (or, tiny, synthetic) data,
     its epochs sized from the throughput measured in ``rows`` (:func:`epoch_tiles`)."""
+    from unet_lesson.course.run import Run
     from unet_lesson.data import load_dsb_folder, load_labelled, make_synthetic_dsb
     from unet_lesson.evaluate import score_samples, summarise
-    from unet_lesson.run import Run
 
     data = args.data
     if data is None:

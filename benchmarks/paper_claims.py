@@ -37,9 +37,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import device_description  # noqa: E402
 
-from unet_lesson import env, experiments  # noqa: E402
-from unet_lesson.config import apply_overrides  # noqa: E402
-from unet_lesson.data import find_or_make_dataset, load_dsb_folder, training_split  # noqa: E402
+from unet_lesson import env
+from unet_lesson.config import apply_overrides
+from unet_lesson.course import experiments
+from unet_lesson.course.datasets import find_or_make_dataset
+from unet_lesson.data import load_dsb_folder, training_split
 
 REFERENCES = {"weight map": "w0=10", "elastic deformation": "elastic,"}
 MEASURES = ("dsb_watershed", "dsb_components", "merges", "merged_share")

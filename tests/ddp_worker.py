@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 import unet_lesson.train as train
-from unet_lesson import distributed
 from unet_lesson.config import preset
+from unet_lesson.course import distributed
 from unet_lesson.data import load_dsb_folder
 
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -23,15 +23,17 @@ def capture(cfg, device):
     return net
 
 
-real_build, train.build_model = train.build_model, capture
+real_build, train.network_on_device = train.network_on_device, capture
 samples = load_dsb_folder(data, cache=False, progress=False)
 cfg = preset("practical", base_channels=4, depth=2, tile_size=32, batch_size=2,
              tiles_per_epoch=8, num_epochs=1, num_workers=0, val_max_images=1,
              channels_last=False, best_above_chance=False, split="random", dropout=0.2)
-train.fit(cfg, samples[:6], samples[6:8], device=torch.device("cpu"))
+device = distributed.init(torch.device("cpu"))  # join the group torchrun started
+train.fit(cfg, samples[:6], samples[6:8], device=device, processes=distributed.processes())
 weights = torch.cat([p.detach().double().flatten() for p in built[0].parameters()])
 digest = hashlib.sha256(weights.numpy().tobytes()).hexdigest()
 rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 distributed.shutdown()
 left = not torch.distributed.is_initialized() and not distributed.active()
 (out / f"rank{rank}.txt").write_text(f"{digest} {float(weights.abs().sum())} {left}\n")
+distributed.leave()  # as the train command ends a torchrun job

@@ -8,8 +8,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import (
+    elastic_deform_batch,
+    flip_rotate_batch,
+    grey_values_batch,
+    symmetry_batch,
+    warp_batch,
+)
 from scipy import ndimage, stats
 
+from unet_lesson.batches import (
+    augments_on_device,
+    targets_on_cpu,
+    three_class_target_batch,
+    training_tiles,
+)
 from unet_lesson.data import Augment, TileDataset, augment, synthetic_sample
 from unet_lesson.data.batch_augment import (
     BatchAugment,
@@ -17,23 +30,13 @@ from unet_lesson.data.batch_augment import (
     apply_grey_values,
     displacement_from_grid,
     draw_symmetries,
-    elastic_deform_batch,
     elastic_displacement_batch,
-    flip_rotate_batch,
-    grey_values_batch,
     source_positions,
-    symmetry_batch,
-    warp_batch,
-)
-from unet_lesson.data.batch_targets import (
-    targets_on_cpu,
-    three_class_target_batch,
-    weight_map_batch,
 )
 from unet_lesson.instances import three_class_target
-from unet_lesson.model import center_crop
+from unet_lesson.losses import make_targets
+from unet_lesson.networks import center_crop
 from unet_lesson.toy import synthetic_nuclei
-from unet_lesson.train import make_targets
 
 
 def windows(modalities, size, seed=0):
@@ -374,10 +377,11 @@ def test_three_class_target_batch_on_tiny_and_int64_labels():
             np.testing.assert_array_equal(target[b].numpy(), three_class_target(tiles[b], 3))
 
 
-def test_weight_map_batch_equals_make_targets_per_tile():
+def test_targets_on_cpu_equal_make_targets_per_tile():
     labels = torch.from_numpy(np.stack([synthetic_nuclei((48, 48), 8, seed=s)
                                         for s in range(3)]))
-    out = weight_map_batch(labels, w0=10.0, sigma=5.0)
+    out = targets_on_cpu(labels, partial(make_targets, target="binary", loss="weighted_ce",
+                                         w0=10.0, sigma=5.0))
     assert out["weight"].dtype == torch.float32 and out["target"].dtype == torch.int64
     for b in range(3):
         ref = make_targets(labels[b].numpy(), target="binary", loss="weighted_ce", w0=10.0,
@@ -387,6 +391,26 @@ def test_weight_map_batch_equals_make_targets_per_tile():
     three = targets_on_cpu(labels, partial(make_targets, target="three_class", loss="ce",
                                            w0=10.0, sigma=5.0))
     torch.testing.assert_close(three["target"], three_class_target_batch(labels))
+
+
+def test_with_the_weight_map_the_workers_augment_and_make_the_targets():
+    """augment_on_device with the paper's weighted loss: the weight maps (distance transforms,
+    no device version) are made per tile where the DataLoader's workers run, after the tile
+    is augmented there; the three-class target keeps the device path."""
+    from tiny import tiny_config
+
+    samples = [synthetic_sample(np.random.default_rng(s), shape=(64, 64)) for s in range(2)]
+    paper = tiny_config("paper", padding="same", augment_on_device=True, tile_size=32)
+    practical = tiny_config("practical", augment_on_device=True, tile_size=32)
+    assert not augments_on_device(paper) and augments_on_device(practical)
+    item = training_tiles(samples, paper)[0]
+    assert {"image", "labels", "target", "weight"} <= set(item)
+    assert item["image"].shape[-1] == 32 and item["weight"].shape == (32, 32)
+    ref = make_targets(item["labels"].numpy(), target="binary", loss="weighted_ce",
+                       w0=paper.w0, sigma=paper.sigma)
+    np.testing.assert_array_equal(item["weight"].numpy(), ref["weight"])
+    window = training_tiles(samples, practical)[0]  # a plain window, with the margin
+    assert set(window) == {"image", "labels"} and window["image"].shape[-1] > 32
 
 
 # --------------------------------------------------------------------------------------------

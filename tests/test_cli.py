@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from unet_lesson.cli import build_parser, main
+from unet_lesson.course.cli import build_parser, main
 from unet_lesson.data import make_synthetic_dsb
 from unet_lesson.rle import read_submission_csv
 

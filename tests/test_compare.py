@@ -11,11 +11,13 @@ import tiny
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from unet_lesson import compare as cmp
+from unet_lesson import stats
 from unet_lesson.config import differences
+from unet_lesson.course import compare as cmp
+from unet_lesson.course import costs
+from unet_lesson.course.run import Run
 from unet_lesson.data import training_split
-from unet_lesson.model import build_model, count_parameters
-from unet_lesson.run import Run
+from unet_lesson.networks import ARCHS, build_network, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1)
@@ -43,7 +45,7 @@ def tiny_set(tmp_path_factory):
 def compared(tiny_set, tmp_path_factory, one_thread_module):
     root, samples = tiny_set
     out = tmp_path_factory.mktemp("compare")
-    table = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
+    table = cmp.compare(ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
     return table, out
 
 
@@ -52,7 +54,7 @@ def compared(tiny_set, tmp_path_factory, one_thread_module):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", cmp.ARCHS)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_arch_config_changes_only_the_network_and_the_seed(arch):
     base = tiny_base()
     cfg = cmp.arch_config(base, arch, seed=5)
@@ -80,9 +82,9 @@ def test_arch_config_refuses_an_unknown_network():
 
 def test_one_row_per_network_and_seed_with_scores(compared):
     table, out = compared
-    assert len(table) == len(cmp.ARCHS) * len(SEEDS)
+    assert len(table) == len(ARCHS) * len(SEEDS)
     assert sorted(zip(table["arch"], table["seed"], strict=True)) == sorted(
-        (a, s) for a in cmp.ARCHS for s in SEEDS)
+        (a, s) for a in ARCHS for s in SEEDS)
     for column in ["parameters", "gflops", "activation_mib", "infer_ms", "step_ms", "train_s",
                    "val_dsb", "test_dsb"]:
         assert table[column].notna().all(), column
@@ -97,9 +99,9 @@ def test_one_row_per_network_and_seed_with_scores(compared):
 def test_parameters_and_flops_are_the_networks(compared):
     table, _ = compared
     base = tiny_base()
-    for arch in cmp.ARCHS:
+    for arch in ARCHS:
         cfg = cmp.arch_config(base, arch, pretrained=False)
-        net = build_model(cfg.model).eval()
+        net = build_network(cfg.model).eval()
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             net(torch.rand(1, cfg.model.in_channels, 256, 256))  # real tensors, real forward
         rows = table[table["arch"] == arch]
@@ -127,7 +129,7 @@ def test_a_finished_comparison_is_reused_not_trained_again(compared, tiny_set, m
 
     monkeypatch.setattr(Run, "train", refuse)
     monkeypatch.setattr(Run, "finish", refuse)
-    again = cmp.compare(cmp.ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
+    again = cmp.compare(ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
     scores = [c for c in table.columns if "_dsb" in c] + ["train_s", "parameters", "gflops"]
     pd.testing.assert_frame_equal(again[scores], table[scores])
 
@@ -187,29 +189,29 @@ def test_activation_bytes_count_each_saved_storage_once():
     x = torch.rand(4, 2, 8, 8)
     # the conv saves its input (4*2*8*8 floats) and its weight (left out); the in-place ReLU
     # saves its output, the conv's output storage (4*3*8*8 floats)
-    assert cmp.activation_bytes(net, x) == 4 * (4 * 2 * 64 + 4 * 3 * 64)
+    assert costs.activation_bytes(net, x) == 4 * (4 * 2 * 64 + 4 * 3 * 64)
     assert all(p.grad is None for p in net.parameters())  # leaves no gradients behind
 
 
 def test_activation_memory_grows_with_the_batch():
     cfg = cmp.arch_config(tiny_base(), "unet++")
-    net = build_model(cfg.model)
-    one = cmp.activation_bytes(net, torch.rand(1, 3, 64, 64), deep_supervision=True)
-    two = cmp.activation_bytes(net, torch.rand(2, 3, 64, 64), deep_supervision=True)
+    net = build_network(cfg.model)
+    one = costs.activation_bytes(net, torch.rand(1, 3, 64, 64), deep_supervision=True)
+    two = costs.activation_bytes(net, torch.rand(2, 3, 64, 64), deep_supervision=True)
     assert two == pytest.approx(2 * one, rel=0.01)
 
 
 def test_inference_time_is_measured():
     cfg = tiny_base()
-    assert cmp.inference_ms(build_model(cfg.model), cfg, CPU, size=64, repeats=2) > 0
+    assert costs.inference_ms(build_network(cfg.model), cfg, CPU, size=64, repeats=2) > 0
 
 
 @pytest.mark.parametrize("arch", ["unet", "unet++"])
 def test_a_training_step_is_timed_and_really_taken(arch):
     cfg = cmp.arch_config(tiny_base(), arch, pretrained=False)
-    net = build_model(cfg.model)
+    net = build_network(cfg.model)
     before = [p.detach().clone() for p in net.parameters()]
-    assert cmp.train_step_ms(net, cfg, CPU, repeats=2) > 0
+    assert costs.train_step_ms(net, cfg, CPU, repeats=2) > 0
     changed = [not torch.equal(a, p) for a, p in zip(before, net.parameters(), strict=True)]
     assert all(changed), "every weight (every UNet++ head too) takes part in the timed step"
     assert all(p.grad is None for p in net.parameters())  # nothing left behind
@@ -226,7 +228,7 @@ def hand_table(scores: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def test_summarise_gives_mean_and_sample_std_per_network():
-    summary = cmp.summarise(hand_table({"unet": [0.40, 0.44], "unet++": [0.50, 0.50, 0.56]}))
+    summary = stats.seed_summary(hand_table({"unet": [0.40, 0.44], "unet++": [0.50, 0.50, 0.56]}))
     assert list(summary.index) == ["unet", "unet++"]
     assert summary.loc["unet", ("test_dsb", "mean")] == pytest.approx(0.42)
     assert summary.loc["unet", ("test_dsb", "std")] == pytest.approx(0.04 / math.sqrt(2))
@@ -237,7 +239,7 @@ def test_summarise_gives_mean_and_sample_std_per_network():
 def test_the_spread_rule():
     table = hand_table({"unet": [0.40, 0.42], "far": [0.50, 0.52], "near": [0.41, 0.44],
                         "noisy": [0.30, 0.60]})
-    verdict = cmp.beyond_spread(table).set_index("arch")
+    verdict = stats.beyond_spread(table).set_index("arch")
     # far: 0.10 apart, both std 0.0141: 0.10 > 2 * 0.0141
     assert verdict.loc["far", "difference"] == pytest.approx(0.10)
     assert verdict.loc["far", "threshold"] == pytest.approx(2 * 0.02 / math.sqrt(2))
@@ -250,28 +252,28 @@ def test_the_spread_rule():
 
 
 def test_the_rule_cannot_tell_from_one_seed():
-    verdict = cmp.beyond_spread(hand_table({"unet": [0.40], "unet++": [0.90]}))
+    verdict = stats.beyond_spread(hand_table({"unet": [0.40], "unet++": [0.90]}))
     assert verdict.loc[0, "beyond_spread"] is None and verdict.loc[0, "p_min"] == 1.0
 
 
 def test_every_pair_without_a_reference():
     table = hand_table({"a": [0.1, 0.2], "b": [0.3, 0.4], "c": [0.5, 0.6]})
-    pairs = cmp.beyond_spread(table, reference=None)
+    pairs = stats.beyond_spread(table, reference=None)
     assert list(zip(pairs["arch"], pairs["reference"], strict=True)) == [
         ("a", "b"), ("a", "c"), ("b", "c")]
     with pytest.raises(ValueError, match="reference"):
-        cmp.beyond_spread(table, reference="unet")
+        stats.beyond_spread(table, reference="unet")
 
 
 def test_permutation_p():
-    assert cmp.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
-    assert cmp.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
+    assert stats.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
+    assert stats.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
     # 1, 3 vs 2, 4: |2 - 3| = 1; splits with |difference| >= 1: {1,2}|{3,4} (2), {1,3}|{2,4}
     # (1), {1,4}|{2,3} (0) and their mirrors: 4 of 6
-    assert cmp.permutation_p([1, 3], [2, 4]) == pytest.approx(4 / 6)
-    assert cmp.smallest_p(2, 2) == pytest.approx(1 / 3)
-    assert cmp.smallest_p(3, 3) == pytest.approx(1 / 10)
-    assert cmp.smallest_p(5, 5) == pytest.approx(2 / 252)
+    assert stats.permutation_p([1, 3], [2, 4]) == pytest.approx(4 / 6)
+    assert stats.smallest_p(2, 2) == pytest.approx(1 / 3)
+    assert stats.smallest_p(3, 3) == pytest.approx(1 / 10)
+    assert stats.smallest_p(5, 5) == pytest.approx(2 / 252)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +297,6 @@ def test_the_benchmark_script_prints_the_comparison(compared, tiny_set, tmp_path
     table = script.main(["--data", str(root), "--out", str(copy), "--seeds", *map(str, SEEDS),
                          "--set", *overrides])
     printed = capsys.readouterr().out
-    assert len(table) == len(cmp.ARCHS) * len(SEEDS)
+    assert len(table) == len(ARCHS) * len(SEEDS)
     assert printed.startswith("device : cpu") and "beyond the seed spread" in printed
     assert (copy / "results.csv").is_file() and (copy / "summary.csv").is_file()

@@ -1,5 +1,6 @@
 """Training configurations: presets, JSON round trip, overrides, values checked where they enter."""
 
+import dataclasses
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from unet_lesson.config import (
     load_config,
     preset,
 )
-from unet_lesson.model import UNet, count_parameters
+from unet_lesson.networks import UNet, count_parameters
 
 
 def test_paper_preset_is_the_paper_network_on_rgb_input():
@@ -36,19 +37,23 @@ def test_practical_preset_is_one_config_away():
     assert cfg.optimizer == "adamw"  # what the code builds, by its name
 
 
-def test_every_preset_builds_and_the_old_name_still_works():
+def test_every_preset_builds_and_loads_by_name():
     for name in PRESETS:
         assert isinstance(preset(name), TrainConfig)
-    assert preset("cpu") == preset("laptop")  # unet-lesson 0.1's name of the preset
-    assert load_config("cpu") == preset("laptop")
+        assert load_config(name) == preset(name)
+    with pytest.raises(ValueError, match="unknown preset 'cpu'"):
+        preset("cpu")
 
 
 def test_the_model_is_described_once():
-    """TrainConfig holds a UNetConfig; the network is built from it, field by field."""
-    cfg = preset("demo")
+    """The network's fields live in ``TrainConfig.model`` only (no copy of one beside it), and
+    the network is built from that one description."""
+    beside = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    assert not beside & set(UNetConfig.__dataclass_fields__)
+    cfg = preset("demo", base_channels=4)
     assert isinstance(cfg.model, UNetConfig)
-    assert UNet(cfg.model).config is cfg.model
-    assert set(vars(cfg.model)) == set(UNetConfig.__dataclass_fields__)
+    net = UNet(cfg.model)
+    assert net.config is cfg.model and net.inc[0].out_channels == 4
 
 
 def test_json_round_trip(tmp_path):
@@ -60,14 +65,17 @@ def test_json_round_trip(tmp_path):
     assert from_dict(saved) == cfg
 
 
-def test_an_old_flat_config_still_loads():
-    """unet-lesson 0.1 wrote model fields beside the others and called AdamW "adam"."""
-    old = {"in_channels": 3, "base_channels": 8, "depth": 3, "padding": "same",
-           "batch_norm": True, "up_mode": "transpose", "dropout": 0.0, "optimizer": "adam",
-           "lr": 0.002}
-    cfg = from_dict(old)
+def test_a_flat_config_loads_as_a_nested_one():
+    """Model fields beside the others (as presets write them) or in ``model``: one config."""
+    flat = {"in_channels": 3, "base_channels": 8, "depth": 3, "padding": "same",
+            "batch_norm": True, "up_mode": "transpose", "dropout": 0.0, "optimizer": "adamw",
+            "lr": 0.002}
+    cfg = from_dict(flat)
     assert (cfg.model.base_channels, cfg.model.depth, cfg.optimizer, cfg.lr) == (
         8, 3, "adamw", 0.002)
+    assert from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        from_dict({**flat, "optimizer": "adam"})
 
 
 def test_overrides_use_the_field_types():

@@ -16,8 +16,9 @@ import pytest
 import requests
 from PIL import Image
 
-from unet_lesson.data import DownloadError, UnsafeArchiveError, download_dsb2018, read_dsb_sample
-from unet_lesson.data import download as dl
+from unet_lesson.course import download as dl
+from unet_lesson.course.download import DownloadError, UnsafeArchiveError, download_dsb2018
+from unet_lesson.data import read_dsb_sample
 
 SOLUTION = b"ImageId,EncodedPixels,Height,Width,Usage\nt1,1 3 10 2,8,8,Public\n"
 
@@ -313,7 +314,7 @@ def test_the_real_kaggle_client_prints_nothing_but_our_one_message(tmp_path):
     """
     pytest.importorskip("kaggle")
     script = (
-        "from unet_lesson.data import download\n"
+        "from unet_lesson.course import download\n"
         "try:\n"
         "    download.download_dsb2018(DEST, source='kaggle')\n"
         "except download.DownloadError as error:\n"

@@ -7,16 +7,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from unet_lesson.charts import plot_groups, typical_images
 from unet_lesson.data import load_dsb_folder, make_synthetic_dsb, modality_of
-from unet_lesson.data.groups import (
-    acquisition_groups,
-    clustering_matrix,
-    group_split,
-    image_features,
-    plot_groups,
-    split_summary,
-    typical_images,
-)
+from unet_lesson.data.groups import acquisition_groups, clustering_matrix, image_features
+from unet_lesson.data.split import group_split, split_summary
 
 # --------------------------------------------------------------------------------------------
 # Helpers

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from unet_lesson.course.datasets import find_or_make_dataset
 from unet_lesson.data import (
     MODALITIES,
-    find_or_make_dataset,
     load_dsb_folder,
     make_synthetic_dsb,
     modality_of,

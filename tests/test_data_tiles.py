@@ -16,7 +16,8 @@ from unet_lesson.data import (
     synthetic_sample,
     tile_sizes,
 )
-from unet_lesson.model import UNet, is_legal_size, output_size
+from unet_lesson.networks import UNet
+from unet_lesson.sizes import is_legal_size, output_size
 
 
 def coordinate_sample(height, width):

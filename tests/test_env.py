@@ -1,4 +1,5 @@
-"""The one place that reads the environment: fast mode, device, seeds, folders."""
+"""The one place that reads the environment (fast mode, device, seeds, folders), and the
+notebooks' setup cell that prints it."""
 
 import inspect
 import os
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from unet_lesson import env
+from unet_lesson.course import notebook
 
 
 @pytest.mark.parametrize(
@@ -56,7 +58,7 @@ def test_folders_come_from_the_environment(monkeypatch, tmp_path):
 
 def test_setup_prints_mode_device_and_versions(capsys, monkeypatch):
     monkeypatch.setenv("UNET_LESSON_FAST", "1")
-    device = env.setup(seed=3)
+    device = notebook.setup(seed=3)
     out = capsys.readouterr().out
     assert isinstance(device, torch.device)
     for word in ("mode", "fast", "device", "torch", "numpy", "seed"):
@@ -77,9 +79,9 @@ def test_tqdm_disable_turns_bars_off(monkeypatch):
 
 def test_describe_shows_repository_folders_relative(monkeypatch, tmp_path):
     monkeypatch.delenv("UNET_LESSON_DATA", raising=False)
-    assert env.describe(torch.device("cpu"))["data dir"] == "<repository>/data"
+    assert notebook.describe(torch.device("cpu"))["data dir"] == "<repository>/data"
     monkeypatch.setenv("UNET_LESSON_DATA", str(tmp_path))
-    assert env.describe(torch.device("cpu"))["data dir"] == str(tmp_path)
+    assert notebook.describe(torch.device("cpu"))["data dir"] == str(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +253,7 @@ def test_cpu_count_on_this_machine_is_at_most_os_cpu_count():
 
 def test_show_source_prints_plain_text_outside_notebooks(monkeypatch, capsys):
     monkeypatch.setattr(env, "in_notebook", lambda: False)
-    env.show_source(env.seed_everything)
+    notebook.show_source(env.seed_everything)
     out = capsys.readouterr().out
     line = inspect.getsourcelines(env.seed_everything)[1]
     assert out.startswith(f"# unet_lesson/env.py, line {line}\n")
@@ -261,15 +263,15 @@ def test_show_source_prints_plain_text_outside_notebooks(monkeypatch, capsys):
 def test_show_source_renders_highlighted_markdown_in_a_notebook(monkeypatch):
     from IPython.display import Markdown
 
-    from unet_lesson.model import DoubleConv
+    from unet_lesson.networks import DoubleConv
 
     shown = []
     monkeypatch.setattr(env, "in_notebook", lambda: True)
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
-    assert env.show_source(DoubleConv) is None  # nothing for Jupyter to echo a second time
+    assert notebook.show_source(DoubleConv) is None  # nothing for Jupyter to echo a second time
     (markdown,) = shown
     assert isinstance(markdown, Markdown)
-    assert markdown.data.startswith("`unet_lesson/model.py, line ")
+    assert markdown.data.startswith("`unet_lesson/networks/blocks.py, line ")
     assert "```python\n" + inspect.getsource(DoubleConv).rstrip() + "\n```" in markdown.data
 
 
@@ -277,11 +279,11 @@ def test_an_installed_wheel_keeps_data_and_runs_in_the_current_folder(monkeypatc
     site = tmp_path / "site-packages"
     site.mkdir()
     (site / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')  # a stray file
-    monkeypatch.setattr(env, "_REPO_DIR", site)
+    monkeypatch.setattr(env, "REPO_DIR", site)
     work = tmp_path / "content"
     work.mkdir()
     monkeypatch.chdir(work)
     for name in ("UNET_LESSON_DATA", "UNET_LESSON_RUNS"):
         monkeypatch.delenv(name, raising=False)
     assert env.data_dir() == work / "data" and env.runs_dir() == work / "runs"
-    assert env.describe(torch.device("cpu"))["data dir"] == str(work / "data")
+    assert notebook.describe(torch.device("cpu"))["data dir"] == str(work / "data")

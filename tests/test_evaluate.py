@@ -87,17 +87,15 @@ def test_examples_cover_every_modality_and_span_the_scores():
 # --------------------------------------------------------------------------------------------
 
 
-def test_object_error_table_names_a_merge():
-    from unet_lesson.evaluate import object_error_table
-
+def test_score_samples_names_a_merge():
     labels = np.zeros((40, 60), dtype=np.int32)
     labels[5:20, 5:20], labels[5:20, 20:35], labels[25:35, 40:55] = 1, 2, 3  # 1, 2 touch
     image = np.zeros((40, 60, 3), dtype=np.uint8)
     image[labels > 0] = 200
     sample = DSBSample("touching", image, labels, folder=None)
     merged = (labels > 0).astype(np.float32)  # one blob over nuclei 1 and 2, nucleus 3 alone
-    table = object_error_table([sample], [np.stack([1 - merged, merged])],
-                               PostProcess(method="components", min_size=1))
+    table = score_samples([sample], [np.stack([1 - merged, merged])],
+                          PostProcess(method="components", min_size=1), errors=True)
     row = table.iloc[0]
     assert (row["image_id"], row["modality"]) == ("touching", "fluorescence")
     assert (row["true"], row["predicted"], row["matched"]) == (3, 2, 1)
@@ -115,7 +113,7 @@ def _exact_bootstrap_means(values):
 
 
 def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
-    from unet_lesson.evaluate import bootstrap_interval
+    from unet_lesson.stats import bootstrap_interval
 
     values = [0.1, 0.35, 0.4, 0.8, 0.95]  # 5**5 = 3125 resamples, enumerated
     exact = _exact_bootstrap_means(values)
@@ -128,7 +126,7 @@ def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
 
 
 def test_bootstrap_interval_is_seeded_and_narrows_with_more_images():
-    from unet_lesson.evaluate import bootstrap_interval
+    from unet_lesson.stats import bootstrap_interval
 
     rng = np.random.default_rng(1)
     few, many = rng.random(10), rng.random(1000)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from unet_lesson import experiments as ex
 from unet_lesson.config import differences
+from unet_lesson.course import experiments as ex
 from unet_lesson.data import load_dsb_folder, make_synthetic_dsb, training_split
 
 CPU = torch.device("cpu")

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from unet_lesson import losses
-from unet_lesson.model import UNet, output_size
+from unet_lesson.networks import UNet
+from unet_lesson.sizes import output_size
 
 
 def _batch(b=2, c=2, h=6, w=7, big=(6, 7), seed=0):

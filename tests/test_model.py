@@ -6,23 +6,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import conv_layers
 from torch import nn
 
 from unet_lesson import UNet, UNetConfig
-from unet_lesson.model import (
-    center_crop,
+from unet_lesson.networks import center_crop, count_parameters, parameters_per_block
+from unet_lesson.sizes import (
+    Stage,
     check_input_size,
-    conv_layers,
-    count_parameters,
     feature_shapes,
     feature_sizes,
     input_size_for_output,
     is_legal_size,
     legal_sizes_near,
     output_size,
-    parameters_per_block,
 )
-from unet_lesson.sizes import Stage
 
 # Figure 1, read left to right: every spatial size after each conv, pool and up-conv.
 FIGURE_1 = [

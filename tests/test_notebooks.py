@@ -43,7 +43,7 @@ def test_notebook_skeleton(path):
     assert re.search(r"^#+ .*Exercises", markdown, re.M), "no Exercises section"
     assert "<details>" in markdown, "exercises need revealable solutions (<details>)"
     code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
-    assert "env.setup(" in _setup_cell(nb), "the first code cell must be the setup cell"
+    assert "device = setup(seed=0)" in _setup_cell(nb), "the first code cell must be the setup cell"
     # never hard-code a device: torch.device("cuda"), .to("cuda"), device="cuda", .cuda()
     hard_coded = r"""(device\(|\.to\(|device\s*=\s*)["']cuda|\.cuda\(\)"""
     assert not re.search(hard_coded, code), "never hard-code a device"

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from unet_lesson import plotting
+from unet_lesson import charts, plotting
 
 
 def test_to_display_handles_every_image_kind():
@@ -87,9 +87,9 @@ def _texts(fig):
 def test_draw_unet_labels_every_box_of_figure_1():
     from matplotlib.patches import Rectangle
 
-    from unet_lesson.model import feature_shapes
+    from unet_lesson.sizes import feature_shapes
 
-    fig = plotting.draw_unet(572)
+    fig = charts.draw_unet(572)
     texts = _texts(fig)
     sizes = [int(t[:-1]) for t in texts if t.endswith("\u00b2")]
     assert sizes == [s.size for s in feature_shapes(572)]  # 572, 570, 568, 284, ..., 388, 388
@@ -105,19 +105,19 @@ def test_draw_unet_labels_every_box_of_figure_1():
     white = [p for p in boxes if p.get_facecolor()[:3] == (1.0, 1.0, 1.0)]
     assert len(boxes) == len(sizes) + 4 and len(white) == 4  # one cropped copy per up step
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == list(plotting.UNET_ARROWS)
+    assert legend == list(charts.UNET_ARROWS)
     plt.close(fig)
 
 
 def test_draw_unet_until_draws_only_the_contracting_path():
-    fig = plotting.draw_unet(188, depth=2, until="bottleneck conv b")
+    fig = charts.draw_unet(188, depth=2, until="bottleneck conv b")
     sizes = [int(t[:-1]) for t in _texts(fig) if t.endswith("\u00b2")]
     assert sizes == [188, 186, 184, 92, 90, 88, 44, 42, 40]
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["conv 3x3, ReLU", "max pool 2x2"]
     plt.close(fig)
     with pytest.raises(ValueError, match="until='middle' is not a stage"):
-        plotting.draw_unet(572, until="middle")
+        charts.draw_unet(572, until="middle")
 
 
 def test_touching_nuclei_get_far_apart_colours():
@@ -183,7 +183,7 @@ def test_plot_claim_draws_every_arm_and_seed():
     table = pd.DataFrame({"arm": ["a", "a", "a", "b", "b", "b"], "seed": [0, 1, 2] * 2,
                           "dsb": [0.3, 0.35, 0.32, 0.2, 0.25, 0.22],
                           "merges": [1.0, 2.0, 1.5, 3.0, 2.5, 3.5]})
-    fig = plotting.plot_claim(table, {"dsb": "DSB score", "merges": "merges per image"})
+    fig = charts.plot_claim(table, {"dsb": "DSB score", "merges": "merges per image"})
     assert len(fig.axes) == 2
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]

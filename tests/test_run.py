@@ -10,8 +10,8 @@ import tiny
 
 from unet_lesson import env
 from unet_lesson.config import preset
+from unet_lesson.course.run import RESULTS, Run, RunError
 from unet_lesson.data import load_dsb_folder, make_synthetic_dsb
-from unet_lesson.run import RESULTS, Run, RunError
 
 
 @pytest.fixture(scope="module")

@@ -63,9 +63,10 @@ def test_setup_cell_installs_this_version_from_the_one_address(path):
     assert 'f"unet-lesson @ git+{REPOSITORY}@v{VERSION}"' in cell
     assert 'os.environ.get("UNET_LESSON_PIP_SPEC"' in cell
     assert "google.colab" not in cell, "the cell must install in any runtime, not only Colab"
-    assert cell.rstrip().endswith("from unet_lesson import env\n\ndevice = env.setup(seed=0)  "
-                                  "# seeds everything, picks cuda > mps > cpu, prints the "
-                                  "environment")
+    assert cell.rstrip().endswith("from unet_lesson.course.notebook import setup\n\n"
+                                  "device = setup(seed=0)  # seeds everything, picks cuda > "
+                                  "mps > cpu, prints the environment")
+    assert "UNET_LESSON_PIP_SPEC=<path of the .whl>" in cell  # what to do when pip fails
     assert len(cell.splitlines()) <= 30, "keep the setup cell short enough to read"
 
 

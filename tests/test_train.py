@@ -8,8 +8,8 @@ import torch
 
 from unet_lesson import evaluate, losses
 from unet_lesson.checkpoint import load_checkpoint, load_model
+from unet_lesson.course.run import Run, RunError
 from unet_lesson.losses import make_targets
-from unet_lesson.run import Run, RunError
 from unet_lesson.train import DIVERGENCE_FACTOR, DivergenceError, fit
 
 
@@ -233,7 +233,7 @@ def test_augmentation_on_the_device_trains_and_resumes_exactly(tiny_set, tmp_pat
 
 def test_device_targets_equal_the_per_tile_ones():
     """The three-class target made on the device after the deformation is the numpy one."""
-    from unet_lesson.data.batch_targets import three_class_target_batch
+    from unet_lesson.batches import three_class_target_batch
     from unet_lesson.toy import synthetic_nuclei
 
     labels = np.stack([synthetic_nuclei((48, 48), 8, seed=s) for s in range(3)])

@@ -11,18 +11,21 @@ from dataclasses import FrozenInstanceError
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import conv_layers
 from torch import nn
 
-from unet_lesson.model import UNet, UNetConfig, build_model, conv_layers, count_parameters
-from unet_lesson.variants import (
-    VARIANTS,
+from unet_lesson.networks import (
+    NETWORKS,
     VGG11_LAYERS,
     AttentionGate,
     AttentionUNet,
     TernausNet11,
+    UNet,
+    UNetConfig,
     UNetPlusPlus,
     VGG11Encoder,
-    build_variant,
+    build_network,
+    count_parameters,
     deep_supervision_loss,
 )
 
@@ -89,16 +92,16 @@ def test_config_rebuilds_the_same_network(name):
     assert isinstance(c, UNetConfig) and c.padding == "same"
     assert (c.in_channels, c.num_classes) == (3, 2) and c.depth == (5 if "ternaus" in name else 3)
     for config in (c, vars(c)):  # the dataclass, or its dict as a checkpoint holds it
-        twin = build_variant(config)
+        twin = build_network(config)
         assert type(twin) is type(net) and twin.config == c
         assert {k: v.shape for k, v in twin.state_dict().items()} == {
             k: v.shape for k, v in net.state_dict().items()}
-    assert type(build_model(c)) is type(net)  # the one entry training and checkpoints use
+    assert type(build_network(c)) is type(net)  # the one entry training and checkpoints use
     with pytest.raises(FrozenInstanceError):
         c.depth = 2
 
 
-@pytest.mark.parametrize("cls", list(VARIANTS.values()))
+@pytest.mark.parametrize("cls", [c for arch, c in NETWORKS.items() if arch != "unet"])
 def test_valid_padding_is_refused_with_the_reason(cls):
     with pytest.raises(ValueError, match=r"padding must be 'same'.*Use arch='unet'"):
         cls(in_channels=3, padding="valid", depth=5)
@@ -117,9 +120,9 @@ def test_unsupported_settings_name_the_argument():
         UNetConfig(arch="unet++", padding="same", pretrained=True)
     with pytest.raises(ValueError, match="arch"):
         UNetConfig(arch="segnet")
-    with pytest.raises(ValueError, match="options of the variants"):
+    with pytest.raises(ValueError, match="deep_supervision is a UNet.. option"):
         UNetConfig(deep_supervision=True)  # arch="unet"
-    with pytest.raises(ValueError, match="build it with unet_lesson.model.build_model"):
+    with pytest.raises(ValueError, match="build it with unet_lesson.networks.build_network"):
         UNet(UNetConfig(arch="unet++", padding="same"))
     with pytest.raises(ValueError, match="up_mode"):
         UNetPlusPlus(up_mode="nearest")
@@ -588,8 +591,8 @@ def test_a_variant_trains_predicts_and_reloads_through_a_run(arch, tmp_path):
 
     from unet_lesson.checkpoint import load_model
     from unet_lesson.config import preset
+    from unet_lesson.course.run import Run
     from unet_lesson.data import load_dsb_folder, make_synthetic_dsb
-    from unet_lesson.run import Run
 
     root = make_synthetic_dsb(tmp_path / "data", n_images=8, seed=2, image_size=64,
                               progress=False)

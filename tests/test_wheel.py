@@ -190,12 +190,13 @@ PROBE = textwrap.dedent('''\
     import importlib.metadata, json, os, sys
     import unet_lesson
     from unet_lesson import env
+    from unet_lesson.course import notebook
     os.environ.pop("UNET_LESSON_FAST")  # a student's runtime: bars on
     bar = env.progress(range(2))
     dist = importlib.metadata.distribution("unet-lesson")
     print(json.dumps({
         "shell": type(get_ipython()).__name__, "in_notebook": env.in_notebook(),
-        "colab": env.in_colab(), "stderr_tty": sys.stderr.isatty(),
+        "colab": notebook.in_colab(), "stderr_tty": sys.stderr.isatty(),
         "bar_disabled": bar.disable, "bar_module": type(bar).__module__,
         "version": unet_lesson.__version__, "metadata_version": dist.version,
         "direct_url": json.loads(dist.read_text("direct_url.json") or "{}"),

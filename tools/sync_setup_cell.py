@@ -40,8 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = '''\
 # Setup (safe to re-run). This notebook is version {version} of the course. Where the package is
 # missing or at another version (Colab, Kaggle, a fresh JupyterLab), pip installs that version
-# (the tag v{version} of the course's repository). Set UNET_LESSON_PIP_SPEC first to install
-# something else: a wheel, a fork (`%env UNET_LESSON_PIP_SPEC=...`).
+# (the tag v{version} of the course's repository), or UNET_LESSON_PIP_SPEC (a wheel, a fork).
 import importlib
 import os
 import subprocess
@@ -51,21 +50,24 @@ VERSION = "{version}"
 REPOSITORY = "{repository}"
 try:
     import unet_lesson
-
     installed = unet_lesson.__version__
 except ImportError:
     installed = None
 if installed != VERSION:
     spec = os.environ.get("UNET_LESSON_PIP_SPEC", f"unet-lesson @ git+{{REPOSITORY}}@v{{VERSION}}")
     print(f"unet_lesson {{installed or 'not installed'}}: installing {{spec}}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)
+    if subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec]).returncode:
+        sys.exit(f"pip could not install {{spec}}. Offline, or no git? Upload a wheel (python "
+                 "-m build), %env UNET_LESSON_PIP_SPEC=<path of the .whl> and rerun (Kaggle: "
+                 "switch Internet on)")
     for module in [m for m in sys.modules if m.split(".")[0] == "unet_lesson"]:
         del sys.modules[module]  # forget the old version: the import below loads the new one
     importlib.invalidate_caches()
 
-from unet_lesson import env
+from unet_lesson import env  # noqa: F401 (the lessons read modes and folders through it)
+from unet_lesson.course.notebook import setup
 
-device = env.setup(seed=0)  # seeds everything, picks cuda > mps > cpu, prints the environment'''
+device = setup(seed=0)  # seeds everything, picks cuda > mps > cpu, prints the environment'''
 
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE = "[![Open In Colab](" + BADGE_IMAGE + ")]({url})"

@@ -6,6 +6,6 @@ build each piece in plain view and check it against this package.
 
 __version__ = "0.1.0"
 
-from .model import UNet, UNetConfig  # noqa: E402
+from .networks import UNet, UNetConfig  # noqa: E402
 
 __all__ = ["UNet", "UNetConfig", "__version__"]

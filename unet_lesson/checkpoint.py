@@ -12,14 +12,14 @@ Python, NumPy and PyTorch, the training history and the model's configuration.
 * A file that is truncated, corrupt, of another format, or of another model configuration gives
   a clear :class:`CheckpointError` instead of a deep traceback.
 
-A run folder (:mod:`unet_lesson.run`) decides which checkpoints exist and when they are
+A run folder (:mod:`unet_lesson.course.run`) decides which checkpoints exist and when they are
 written; this module only knows the file format. Notebook 10 looks inside a checkpoint.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import torch
 from . import env
 from .config import from_dict
 from .files import atomic_write
-from .model import build_model
+from .networks import build_network
 
 FORMAT = "unet-lesson-checkpoint/1"
 
@@ -90,10 +90,36 @@ def _from_safe(value):
     return value
 
 
+def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch: int, history: list,
+                     reference: float | None, rngs: list) -> dict[str, Any]:
+    """Everything needed to continue a run exactly, as :func:`save_checkpoint` stores it:
+    the states of the network, optimiser, scheduler and gradient scaler, the epoch (0-based),
+    the configurations, the history, the first loss (``reference``) and every process's
+    random-number state (``rngs``; one without ``torchrun``).
+
+    Not built in a notebook: :func:`~unet_lesson.train.fit` hands it to its ``on_epoch``.
+    """
+    return {"model": net.state_dict(), "model_config": asdict(cfg.model),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": epoch, "train_config": cfg.to_dict(),
+            "history": list(history), "rng": rngs[0], "rng_per_rank": rngs,
+            "reference_loss": reference}
+
+
+def epochs_in(path: str | Path) -> int:
+    """Epochs a checkpoint has trained (its 0-based ``epoch`` + 1), read without loading its
+    tensors (they are memory-mapped, never read). Raises :class:`CheckpointError` like
+    :func:`load_checkpoint`.
+
+    Not built in a notebook: a run folder asks how far it got.
+    """
+    return int(load_checkpoint(path, mmap=True)["epoch"]) + 1
+
+
 def save_checkpoint(path: str | Path, **state: Any) -> Path:
     """Write ``state`` (plus the format marker) atomically to ``path``; returns the path.
 
-    Not built in a notebook: the run folder (:class:`~unet_lesson.run.Run`) writes with it.
+    Not built in a notebook: the run folder (:class:`~unet_lesson.course.run.Run`) writes with it.
     """
     with atomic_write(path, "wb") as handle:
         torch.save({"format": FORMAT, **state}, handle)
@@ -101,11 +127,13 @@ def save_checkpoint(path: str | Path, **state: Any) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    expected_model_config: dict | None = None) -> dict[str, Any]:
+                    expected_model_config: dict | None = None, mmap: bool = False
+                    ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, refusing anything else.
 
     ``expected_model_config``: if given, the checkpoint's ``model_config`` must equal it; the
-    error lists the differing fields.
+    error lists the differing fields. ``mmap``: map the tensors instead of reading them (for
+    a look at the small entries, e.g. the epoch).
 
     Used in notebook 10.
     """
@@ -113,7 +141,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train first, or check the path")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, bad pickle, unsafe content...
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt or incomplete: {type(err).__name__}: "
@@ -141,12 +169,12 @@ def load_model(path: str | Path, device: torch.device | None = None):
     The network is rebuilt from the checkpoint's own configuration, so it always matches the
     weights.
 
-    Used in notebook 11, through :meth:`Run.load_model <unet_lesson.run.Run.load_model>`.
+    Used in notebook 11, through :meth:`Run.load_model <unet_lesson.course.run.Run.load_model>`.
     """
     device = device or env.pick_device()
     state = load_checkpoint(path, map_location=device)
     cfg = from_dict(state["train_config"])
     # the weights come from the checkpoint: no fetching of pre-trained ones first
-    net = build_model(replace(cfg.model, pretrained=False)).to(device)
+    net = build_network(replace(cfg.model, pretrained=False)).to(device)
     net.load_state_dict(state["model"])
     return net.eval(), cfg, state

@@ -1,7 +1,7 @@
 """Training configurations: one dataclass, a few named presets, JSON files and ``key=value``.
 
 A :class:`TrainConfig` holds everything that defines a training run; its ``model`` field is
-the network's :class:`~unet_lesson.model.UNetConfig` (the one description of the network).
+the network's :class:`~unet_lesson.networks.UNetConfig` (the one description of the network).
 Values are checked where they enter, the same way for every entry (a preset, a JSON file,
 ``--set key=value``, a dict from a checkpoint): unknown keys and wrong types are refused by
 name, and every number has a range.
@@ -18,9 +18,8 @@ The course's two ways to train, one config apart:
   cross-entropy + soft Dice, AdamW (Adam with decoupled weight decay) with a linear warm-up and
   cosine decay.
 
-``laptop`` is ``practical`` sized for the real data on a 2-core CPU (67 minutes measured on
-a 2-core Intel Xeon; its old name ``cpu`` still works); ``demo`` is ``practical`` shrunk to
-train in minutes.
+``laptop`` is ``practical`` sized for the real data on a 2-core CPU (its time is measured in
+``docs/results.md``); ``demo`` is ``practical`` shrunk to train in minutes.
 
 Built in notebook 10 (section 2 compares the two presets).
 """
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from .checks import check_choice, check_range
 from .data.normalise import INPUT_MODES
-from .model import UNetConfig
+from .networks.config import UNetConfig
 
 TARGETS = ("binary", "three_class")
 SPLIT_KINDS = ("group", "random")
@@ -193,7 +192,7 @@ PRESETS: dict[str, dict] = {
                   weight_decay=0.0, schedule="constant", warmup_steps=100, grad_clip=1.0,
                   num_epochs=60),
     "practical": dict(**GENERALISE),  # the dataclass defaults, plus what generalises
-    # practical for the real DSB on a 2-core CPU: 67 minutes on a 2-core Xeon (README, Results)
+    # practical for the real DSB on a 2-core CPU (its time: docs/results.md)
     "laptop": dict(**GENERALISE, base_channels=16, tile_size=256, batch_size=8,
                    tiles_per_epoch=640, num_epochs=30, val_max_images=40, num_workers=0),
     # practical, shrunk to train in a few minutes on a laptop CPU (python -m unet_lesson demo)
@@ -201,31 +200,6 @@ PRESETS: dict[str, dict] = {
                  tiles_per_epoch=320, num_epochs=12, warmup_steps=40, val_max_images=24,
                  num_workers=0),
 }
-OLD_PRESET_NAMES = {"cpu": "laptop"}  # names of unet-lesson 0.1, still accepted
-
-
-def course_config(kind: str = "practical", device=None) -> TrainConfig:
-    """The configuration the demo and notebooks 10-11 train, sized for this machine's mode.
-
-    ``kind``: ``"practical"`` or ``"paper"``. Fast mode (CI): a tiny network for one short
-    epoch. CPU: a width-16 network for a few minutes. GPU: the full configurations.
-
-    Used in notebook 10.
-    """
-    from . import env
-
-    check_choice("kind", kind, ("practical", "paper"))
-    fast = dict(base_channels=8, tile_size=64, batch_size=4, tiles_per_epoch=16, num_epochs=1,
-                warmup_steps=2, val_max_images=4, num_workers=0, best_above_chance=False)
-    cpu = PRESETS["demo"] if kind == "practical" else dict(
-        base_channels=16, tile_size=100, batch_size=4, tiles_per_epoch=160, num_epochs=12,
-        val_max_images=24, num_workers=0, lr=0.01)
-    workers = min(4, env.cpu_count())  # Colab's free tier has 2 CPUs
-    gpu = dict(num_epochs=30, tiles_per_epoch=2000, num_workers=workers, augment_on_device=True)
-    if kind == "paper":
-        gpu = dict(num_epochs=30, num_workers=workers, augment_on_device=True)
-    sized = env.by_mode(fast=fast, cpu=cpu, gpu=gpu, device=device)
-    return preset(kind, **sized)
 
 
 def preset(name: str, **overrides) -> TrainConfig:
@@ -234,7 +208,6 @@ def preset(name: str, **overrides) -> TrainConfig:
 
     Used in notebook 10.
     """
-    name = OLD_PRESET_NAMES.get(name, name)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return from_dict({**PRESETS[name], **overrides})
@@ -242,7 +215,7 @@ def preset(name: str, **overrides) -> TrainConfig:
 
 def from_dict(values: dict) -> TrainConfig:
     """A config from a dict: nested (``{"model": {...}, ...}``, as ``config.json`` holds it) or
-    flat (model fields beside the others, as presets and unet-lesson 0.1's files have them).
+    flat (model fields beside the others, as presets have them).
 
     Every value is checked: unknown keys, wrong types and out-of-range numbers are refused by
     name. Strings are parsed as ``--set`` parses them (``"false"``, ``"0.01"``), so a JSON file
@@ -262,8 +235,6 @@ def from_dict(values: dict) -> TrainConfig:
         if key in model:
             raise ValueError(f"{key} is given twice (in model and beside it); give it once")
         model[key] = values.pop(key)
-    if values.get("optimizer") == "adam":  # unet-lesson 0.1's name for what is AdamW
-        values["optimizer"] = "adamw"
     unknown = sorted(set(values) - set(_HINTS)) + sorted(f"model.{k}" for k in
                                                           set(model) - set(MODEL_FIELDS))
     if unknown:
@@ -328,7 +299,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> TrainC
     Not built in a notebook: the command line (``--config`` and ``--set``).
     """
     path = Path(name_or_path)
-    if name_or_path in PRESETS or name_or_path in OLD_PRESET_NAMES:
+    if name_or_path in PRESETS:
         config = preset(name_or_path)
     elif path.suffix == ".json":
         if not path.is_file():

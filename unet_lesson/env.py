@@ -19,9 +19,7 @@ The device is never hard-coded: :func:`pick_device` tries CUDA, then Apple's MPS
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
-import platform
 import random
 import re
 import sys
@@ -30,8 +28,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_REPO_DIR = _PACKAGE_DIR.parent
+PACKAGE_DIR = Path(__file__).resolve().parent  # unet_lesson/
+REPO_DIR = PACKAGE_DIR.parent  # the clone, when in_checkout()
 
 
 def fast_mode() -> bool:
@@ -78,6 +76,17 @@ def mode(device: torch.device | None = None) -> str:
     return "cpu" if device.type == "cpu" else "gpu"
 
 
+def device_name(device: torch.device) -> str:
+    """``"cpu"``, ``"mps"`` or ``"cuda:0 (NVIDIA H200)"``: the device with the GPU's name.
+
+    Not built in a notebook: run records and the setup cell print it.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 def by_mode(*, fast, cpu, gpu, device: torch.device | None = None):
     """Pick the setting for the current mode: ``num_epochs = by_mode(fast=1, cpu=10, gpu=60)``.
 
@@ -96,14 +105,16 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _in_checkout() -> bool:
+def in_checkout() -> bool:
     """True when the package runs from a clone of the course (an editable install).
 
     The folder above the package must hold *our* ``pyproject.toml``: an installed wheel sits in
     ``site-packages``, where another project's stray ``pyproject.toml`` must not count.
+
+    Not built in a notebook: the folders and the setup cell's printout ask it.
     """
     try:
-        text = (_REPO_DIR / "pyproject.toml").read_text(encoding="utf-8")
+        text = (REPO_DIR / "pyproject.toml").read_text(encoding="utf-8")
     except OSError:
         return False
     return re.search(r'^name\s*=\s*"unet-lesson"', text, re.M) is not None
@@ -112,8 +123,8 @@ def _in_checkout() -> bool:
 def _default_dir(variable: str, name: str) -> Path:
     if os.environ.get(variable):
         return Path(os.environ[variable]).expanduser()
-    if _in_checkout():  # a clone: the repository's own folder (git-ignored)
-        return _REPO_DIR / name
+    if in_checkout():  # a clone: the repository's own folder (git-ignored)
+        return REPO_DIR / name
     return Path.cwd() / name  # an installed wheel: next to the notebook or the command
 
 
@@ -131,14 +142,6 @@ def runs_dir() -> Path:
     Used in notebook 00.
     """
     return _default_dir("UNET_LESSON_RUNS", "runs")
-
-
-def in_colab() -> bool:
-    """True inside Google Colab.
-
-    Not built in a notebook: :func:`describe` reports it.
-    """
-    return "google.colab" in sys.modules
 
 
 def in_notebook() -> bool:
@@ -254,106 +257,3 @@ def _read_quota(folder: Path, files: tuple[str, ...]) -> float | None:
         return int(quota) / int(period)
     except (OSError, ValueError, IndexError, ZeroDivisionError):
         return None
-
-
-def show_source(obj) -> None:
-    """Show the source code of a function, class or module of the package.
-
-    In Colab or Kaggle the package is installed out of sight (in ``site-packages``); this brings
-    its code into the notebook: highlighted Markdown in a notebook, plain text elsewhere. For
-    example ``env.show_source(env.setup)`` or ``env.show_source(UNet)``.
-
-    Not built in a notebook: for students who want to read the package from a notebook.
-    """
-    lines, start = inspect.getsourcelines(obj)
-    source = "".join(lines)
-    where = _shown_file(Path(inspect.getsourcefile(obj) or "?"))
-    where += f", line {max(start, 1)}"
-    if in_notebook():
-        from IPython.display import Markdown, display
-
-        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
-        display(Markdown(f"`{where}`\n\n{fence}python\n{source.rstrip()}\n{fence}"))
-    else:
-        print(f"# {where}\n{source.rstrip()}")
-
-
-def _shown_file(path: Path) -> str:
-    """A source file as ``unet_lesson/model.py`` (wherever the package is installed)."""
-    try:
-        return str(PurePosixPath(path.resolve().relative_to(_PACKAGE_DIR.parent)))
-    except ValueError:
-        return str(path)
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries the course uses.
-
-    Used in notebook 00.
-    """
-    import matplotlib
-    import pandas
-    import scipy
-    import skimage
-
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pandas.__version__,
-        "matplotlib": matplotlib.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "unet_lesson": __version__,
-    }
-
-
-def describe(device: torch.device | None = None) -> dict[str, str]:
-    """Mode, device (with the GPU's name), folders and versions, for the notebooks' setup cell.
-
-    Used in notebook 10.
-    """
-    device = device or pick_device()
-    name = str(device)
-    if device.type == "cuda":
-        name += f" ({torch.cuda.get_device_name(device)})"
-    return {
-        "mode": mode(device),
-        "device": name,
-        "colab": str(in_colab()),
-        "cpu threads": str(torch.get_num_threads()),
-        "data dir": _shown(data_dir()),
-        "runs dir": _shown(runs_dir()),
-        **versions(),
-    }
-
-
-def _shown(path: Path) -> str:
-    """A folder as the notebooks print it: relative to the repository when inside it."""
-    if not _in_checkout():
-        return str(path)
-    try:
-        return f"<repository>/{path.resolve().relative_to(_REPO_DIR)}"
-    except ValueError:
-        return str(path)
-
-
-def setup(seed: int = 0, verbose: bool = True) -> torch.device:
-    """What every notebook's setup cell calls: seed, pick the device, print the environment.
-
-    Used in notebook 00 (and in the setup cell of every notebook).
-    """
-    from .plotting import use_style
-
-    use_style()
-    seed_everything(seed)
-    device = pick_device()
-    if verbose:
-        info = describe(device)
-        width = max(map(len, info))
-        for key, value in info.items():
-            print(f"{key:<{width}} : {value}")
-        print(f"{'seed':<{width}} : {seed}")
-    return device

@@ -9,17 +9,19 @@ only; the test split is scored once, with the chosen parameters. :func:`validati
 what training calls after each epoch; :func:`chance_scores` is the score of predicting no
 nucleus at all, the floor an epoch must beat to become a run's best.
 
-Beyond the mean score: :func:`object_error_table` names what happened to the nuclei of each
-image (matched, missed, merged, split, false positives: :func:`unet_lesson.metrics.object_errors`),
-and :func:`bootstrap_interval` says how much a mean over a few dozen images could move had
-other images of the same kind been drawn.
+Beyond the mean score, :func:`score_samples` can name what happened to the nuclei of each image
+(matched, missed, merged, split, false positives: :func:`unet_lesson.metrics.object_errors`),
+and :func:`score_held_out` is the whole scoring of a trained network: post-processing chosen
+on validation, then every held-out split scored with it (a run folder writes what it returns).
+How sure a mean over a few dozen images is: :mod:`unet_lesson.stats`.
 
 Built in notebook 09 (the metric) and notebook 11 (tuning, scores by modality).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import time
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -73,17 +75,28 @@ def score_image(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
             "n_pred": int(len(np.unique(pred_labels)) - 1)}
 
 
-def score_samples(samples, probabilities, post: PostProcess) -> pd.DataFrame:
-    """One row per image: id, modality, DSB score, pixel Dice, true and predicted counts.
+def score_samples(samples, probabilities, post: PostProcess, errors: bool = False,
+                  iou: float = 0.5) -> pd.DataFrame:
+    """One row per image: id, modality, size, DSB score, pixel Dice, true and predicted counts.
+
+    ``errors=True`` adds what happened to the nuclei at IoU ``iou``
+    (:func:`unet_lesson.metrics.object_errors`): ``true``, ``predicted``, ``matched``,
+    ``missed``, ``merged`` (true nuclei inside a prediction that covers several), ``split``
+    (true nuclei cut into several predictions), ``false positives`` and ``merges``
+    (predictions covering several nuclei). The DSB score counts a merge of two nuclei as one
+    false positive and two misses; these columns name it.
 
     Used in notebook 11.
     """
     rows = []
     for sample, probs in zip(samples, probabilities, strict=True):
         pred = post(probs)
-        rows.append({"image_id": sample.image_id, "modality": modality_of(sample.image),
-                     "height": sample.labels.shape[0], "width": sample.labels.shape[1],
-                     **score_image(sample.labels, pred)})
+        row = {"image_id": sample.image_id, "modality": modality_of(sample.image),
+               "height": sample.labels.shape[0], "width": sample.labels.shape[1],
+               **score_image(sample.labels, pred)}
+        if errors:
+            row.update(object_errors(sample.labels, pred, iou=iou).counts())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -177,46 +190,53 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def object_error_table(samples, probabilities, post: PostProcess, iou: float = 0.5
-                       ) -> pd.DataFrame:
-    """One row per image: id, modality, DSB score and what happened to its nuclei at IoU
-    ``iou`` (:func:`unet_lesson.metrics.object_errors`).
+@dataclass
+class HeldOut:
+    """What :func:`score_held_out` found: the post-processing chosen on validation (and every
+    setting tried), one score table per held-out split, the split to report (``test``, or
+    ``val`` where a run has no test split) and its probabilities.
 
-    Columns ``true``, ``predicted``, ``matched``, ``missed``, ``merged`` (true nuclei inside a
-    prediction that covers several), ``split`` (true nuclei cut into several predictions),
-    ``false positives`` and ``merges`` (predictions covering several nuclei). The DSB score
-    counts a merge of two nuclei as one false positive and two misses; this table names it.
-
-    Used in notebook 11.
+    Not built in a notebook: :func:`score_held_out` returns it.
     """
-    rows = []
-    for sample, probs in zip(samples, probabilities, strict=True):
-        pred = post(probs)
-        counts = object_errors(sample.labels, pred, iou=iou).counts()
-        rows.append({"image_id": sample.image_id, "modality": modality_of(sample.image),
-                     "dsb": dsb_score(sample.labels, pred), **counts})
-    return pd.DataFrame(rows)
+
+    post: PostProcess
+    grid: pd.DataFrame
+    scores: dict[str, pd.DataFrame]
+    reported: str
+    probabilities: list = field(repr=False)
+    seconds: float = 0.0
+
+    def metrics(self) -> dict:
+        """``{"reported_split": ..., "test": {...}, "val": {...}, "val_seen": {...}}``: each
+        split's :func:`summarise`."""
+        return {"reported_split": self.reported,
+                **{name: summarise(table) for name, table in self.scores.items()}}
 
 
-def bootstrap_interval(values, level: float = 0.95, n_resamples: int = 10_000,
-                       seed: int = 0) -> tuple[float, float]:
-    """A percentile bootstrap interval for the mean of ``values`` (e.g. per-image DSB scores).
+def score_held_out(net, parts: dict[str, list], cfg, device=None, tta: bool = False
+                   ) -> HeldOut:
+    """Score a trained network on its held-out images: choose the post-processing on
+    ``parts["val"]`` (:func:`tune_postprocessing`), then score ``val``, ``val_seen`` (if
+    any) and ``test`` (once, with what validation chose). ``tta``: average the 8 flips and
+    rotations at prediction.
 
-    Draw ``n_resamples`` samples of the same size with replacement (images, not pixels, are
-    the unit: the score of a data set is a mean over images), take each one's mean, and
-    return the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of those means. It shows
-    how far the mean could move had other images of the same kind been drawn; it does not
-    cover a change of kind of image (another acquisition group), which is larger.
+    With a group split: ``val`` holds out whole acquisition groups (it chose the checkpoint
+    and the post-processing), ``val_seen`` holds images of the training groups the network did
+    not train on (what a random split would report), ``test`` other held-out groups.
 
-    Used in notebook 11.
+    Not built in a notebook: a run folder's ``finish`` writes what it returns.
     """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("no values to resample")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, values.size, size=(n_resamples, values.size))
-    means = values[picks].mean(axis=1)  # (n_resamples,)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
+    started = time.perf_counter()
+    val = parts["val"]
+    val_probs = predict_samples(net, val, cfg, device, tta, desc="validation")
+    post, grid = tune_postprocessing(val, val_probs, cfg.target)
+    scores = {"val": score_samples(val, val_probs, post)}
+    reported, probabilities = "val", val_probs
+    for name in ("val_seen", "test"):
+        if parts.get(name):
+            probs = predict_samples(net, parts[name], cfg, device, tta, desc=name)
+            scores[name] = score_samples(parts[name], probs, post)
+            if name == "test":
+                reported, probabilities = "test", probs
+    return HeldOut(post, grid, scores, reported, probabilities,
+                   round(time.perf_counter() - started, 1))

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from . import instances, weights
-from .model import center_crop
+from .networks.blocks import center_crop
 
 REDUCTIONS = ("mean", "sum", "none")
 

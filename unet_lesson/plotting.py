@@ -13,8 +13,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from .sizes import Stage, feature_shapes
-
 OUTLINE_TRUE = (0.0, 1.0, 0.3)  # green: true nuclei
 OUTLINE_PRED = (1.0, 0.2, 0.8)  # magenta: predicted nuclei
 ERROR_COLOURS = {  # for error_map: what each pixel of a prediction is
@@ -27,7 +25,8 @@ ERROR_COLOURS = {  # for error_map: what each pixel of a prediction is
 def use_style() -> None:
     """The course's figure look: modest resolution (light notebooks), clean axes.
 
-    Not built in a notebook: :func:`~unet_lesson.env.setup` applies it.
+    Not built in a notebook: the notebooks' setup cell (:func:`unet_lesson.course.notebook.setup`)
+    applies it.
     """
     plt.rcParams.update({
         "figure.dpi": 80,
@@ -364,160 +363,4 @@ def probability_maps(image: np.ndarray, probabilities: np.ndarray,
     fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01)
     if title:
         fig.suptitle(title)
-    return fig
-
-
-def plot_claim(table, measures: dict[str, str], arm: str = "arm", title: str = ""):
-    """One panel per measure: each arm of an experiment (x), each seed's value (dots), their
-    mean (a bar) and standard deviation over seeds (a line), so the spread a difference must
-    beat is in view.
-
-    ``table``: one row per run, with an ``arm`` column (order kept), a ``seed`` column and the
-    measures' columns; ``measures``: ``{column: axis label}``.
-
-    Used in notebook 11.
-    """
-    import pandas as pd
-
-    df = pd.DataFrame(table)
-    arms = list(dict.fromkeys(df[arm]))
-    fig, axes = plt.subplots(1, len(measures), figsize=(0.9 + 1.3 * len(arms) * len(measures),
-                                                       3.2), squeeze=False)
-    for ax, (column, label) in zip(axes[0], measures.items(), strict=True):
-        for x, name in enumerate(arms):
-            values = df.loc[df[arm] == name, column].astype(float).to_numpy()
-            ax.bar(x, values.mean(), width=0.6, color="#a9c8ec", edgecolor="black",
-                   linewidth=0.6)
-            if len(values) > 1:
-                ax.errorbar(x, values.mean(), yerr=values.std(ddof=1), color="black",
-                            capsize=4, linewidth=1)
-            offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
-            ax.scatter(x + np.asarray(offsets), values, color="#c0392b", s=14, zorder=3)
-        ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(label)
-    fig.suptitle(title + " (bars: mean over seeds; lines: +/- 1 s.d.; dots: seeds)",
-                 fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# Architecture lessons (notebooks 02-06): the paper's Figure 1, drawn from the size arithmetic
-# --------------------------------------------------------------------------------------------
-
-UNET_ARROWS = {  # the arrows of Figure 1 and their colours
-    "conv 3x3, ReLU": "#1f5fa8",
-    "copy and crop": "#8c8c8c",
-    "max pool 2x2": "#c0392b",
-    "up-conv 2x2": "#27ae60",
-    "conv 1x1": "#16a5a5",
-}
-
-
-def _unet_box_position(stage: Stage, depth: int) -> tuple[int, float]:
-    """(level, x) of a feature map in the U: contracting boxes at 2L + k, expansive mirrored.
-
-    A level's pooled map sits under the conv above it (the max-pool arrow points straight down)
-    and each up-convolution's output sits over the conv below it (its arrow points straight up).
-    """
-    if stage.path == "input":
-        return 0, 0.0
-    if stage.path == "output":
-        return 0, 4.0 * depth + 3
-    step = {"pool": 0, "up-conv": 0, "conv a": 1, "conv b": 2}[stage.op]
-    if stage.path in ("down", "bottleneck"):
-        return stage.level, 2.0 * stage.level + step
-    return stage.level, 2.0 * depth + 2 + 2 * (depth - 1 - stage.level) + step
-
-
-def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
-              base_channels: int = 64, in_channels: int = 1, num_classes: int = 2,
-              until: str | None = None, ax=None):
-    """The paper's Figure 1 drawn from :func:`unet_lesson.model.feature_shapes`.
-
-    One box per feature map (height grows with its size, width with its channels), its size
-    written at the lower left and its channels on top; white boxes are the cropped copies that
-    the expansive path concatenates, and, as in Figure 1, the pair of a copy and an
-    up-convolution's output is labelled with the channels of the concatenation (1024 at the
-    lowest step up, 128 at the top). ``until`` stops after that stage (e.g.
-    ``"bottleneck conv b"`` for the contracting path only). Returns the figure.
-
-    Used in notebook 03.
-    """
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
-
-    shapes = feature_shapes(input_size, depth, padding, base_channels, in_channels, num_classes)
-    if until is not None:
-        names = [s.name for s in shapes]
-        if until not in names:
-            raise ValueError(f"until={until!r} is not a stage; stages are {names}")
-        shapes = shapes[: names.index(until) + 1]
-    x_max = max(_unet_box_position(stage, depth)[1] for stage in shapes)
-    levels = max(_unet_box_position(stage, depth)[0] for stage in shapes)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.75 * (x_max + 3), 1.3 * (levels + 1) + 0.6))
-    fig = ax.figure
-    largest = max(stage.size for stage in shapes)
-
-    def width(channels: int) -> float:
-        return 0.06 + 0.11 * max(0.0, np.log2(channels / min(base_channels, 4)) / 2)
-
-    def height(size: int) -> float:
-        return 0.3 + 0.55 * size / largest
-
-    boxes: dict[Stage, tuple[float, float, float, float, float]] = {}  # left, right, top, bottom, x
-    skips: dict[int, Stage] = {}  # the last map of each contracting level: the copied one
-    for stage in shapes:
-        channels, size = stage.channels, stage.size
-        level, x = _unet_box_position(stage, depth)
-        top, w, h = -1.3 * level, width(channels), height(size)
-        left = x - w / 2
-        if stage.op == "up-conv":  # the white copy (cropped skip) sits left of the up-conv output
-            copy_w = width(skips[level].channels)
-            left -= copy_w
-            ax.add_patch(Rectangle((left, top - h), copy_w, h, facecolor="white",
-                                   edgecolor="black", linewidth=0.8))
-        ax.add_patch(Rectangle((x - w / 2, top - h), w, h, facecolor="#a9c8ec",
-                               edgecolor="black", linewidth=0.8))
-        boxes[stage] = (left, x + w / 2, top, top - h, x)
-        if stage.path == "down" and stage.op == "conv b":
-            skips[level] = stage
-        ax.text((left + x + w / 2) / 2, top - h - 0.04, f"{size}\u00b2", ha="center", va="top",
-                fontsize=7)
-        if stage.op == "up-conv":  # as in Figure 1: the concatenated pair, copy + up-conv
-            ax.text((left + x + w / 2) / 2, top + 0.04, str(channels + skips[level].channels),
-                    ha="center", va="bottom", fontsize=7)
-        elif stage.op != "pool":  # as in Figure 1: a pooled map keeps its channels
-            ax.text(x, top + 0.04, str(channels), ha="center", va="bottom", fontsize=7)
-
-    def arrow(start, end, kind):
-        used.add(kind)
-        ax.annotate("", xy=end, xytext=start, arrowprops={
-            "arrowstyle": "-|>", "color": UNET_ARROWS[kind], "linewidth": 1.4,
-            "shrinkA": 1, "shrinkB": 1})
-
-    used = {"conv 3x3, ReLU"}
-    for prev, stage in zip(shapes, shapes[1:], strict=False):
-        a, b = boxes[prev], boxes[stage]
-        if stage.op == "pool":
-            arrow((a[4], a[3] - 0.14), (b[4], b[2]), "max pool 2x2")  # below the size
-        elif stage.op == "up-conv":
-            arrow((a[4], a[2] + 0.16), (b[4], b[3] - 0.14), "up-conv 2x2")  # clear of labels
-            skip = boxes[skips[stage.level]]
-            y = skip[2] - 0.15
-            arrow((skip[1], y), (b[0], y), "copy and crop")
-        else:
-            y = a[2] - 0.15
-            kind = "conv 1x1" if stage.path == "output" else "conv 3x3, ReLU"
-            arrow((a[1], y), (b[0], y), kind)
-    ax.legend(handles=[Line2D([], [], color=c, linewidth=2, label=k)
-                       for k, c in UNET_ARROWS.items() if k in used],
-              loc="lower right", fontsize=8, frameon=False)
-    ax.set_xlim(-1.0, x_max + 2.0)
-    ax.set_ylim(-1.3 * levels - 1.1, 0.3)
-    ax.axis("off")
-    ax.set_title(f"U-Net, {padding} padding: a {input_size}x{input_size} tile in, "
-                 f"{shapes[-1].size}x{shapes[-1].size} out" if until is None else
-                 f"U-Net up to {until}: {input_size} -> {shapes[-1].size} pixels", fontsize=10)
     return fig

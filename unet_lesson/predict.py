@@ -28,8 +28,8 @@ from torch import nn
 
 from . import env
 from .data import to_network_input
-from .model import input_size_for_output, output_size
 from .precision import autocast, autocast_dtype
+from .sizes import input_size_for_output, output_size
 
 
 def _blend_window(size: int, margin: int) -> np.ndarray:

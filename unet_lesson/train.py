@@ -22,34 +22,55 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
-from functools import partial
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
-from . import distributed, env, model
-from .checkpoint import rng_state, set_rng_state
+from . import env
+from .batches import DeviceAugmentation, augments_on_device, train_loader, training_tiles
+from .checkpoint import checkpoint_state, rng_state, set_rng_state
 from .config import TrainConfig
-from .data import Augment, ColourAugment, TileDataset
-from .data.batch_augment import BatchAugment
-from .data.batch_targets import targets_on_cpu, three_class_target_batch
 from .evaluate import chance_scores, validation_scores
-from .losses import loss_function, make_targets
-from .model import center_crop
+from .losses import loss_function
+from .networks import build_network
 from .precision import autocast, autocast_dtype, grad_scaler
 
 DIVERGENCE_FACTOR = 100.0  # a loss this many times its first value means training diverged
 
 
-def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
-    """The run's network (:func:`unet_lesson.model.build_model` of ``cfg.model``: the U-Net or
-    a variant) on ``device``, channels_last when the config asks.
+class OneProcess:
+    """Training in this one process: what :func:`fit` does unless it is given the processes
+    of a ``torchrun`` job (:class:`unet_lesson.course.distributed.Torchrun`, the same
+    methods), which share each epoch's tiles and average their gradients.
+
+    Not built in a notebook: :func:`fit`'s default.
+    """
+
+    rank, world_size, is_main = 0, 1, True
+
+    def wrap(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        return net  # one process: no gradients to average
+
+    def mean(self, value: float, device: torch.device) -> float:
+        return value
+
+    def gather(self, value) -> list:
+        return [value]
+
+    def broadcast(self, value):
+        return value
+
+    def barrier(self) -> None:
+        return None
+
+
+def network_on_device(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The run's network (:func:`~unet_lesson.networks.build_network` of ``cfg.model``: the
+    U-Net or another) on ``device``, channels_last when the config asks.
 
     Used in notebook 10.
     """
-    net = model.build_model(cfg.model).to(device)
+    net = build_network(cfg.model).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
@@ -84,13 +105,13 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def steps_per_epoch(cfg: TrainConfig) -> int:
+def steps_per_epoch(cfg: TrainConfig, world_size: int = 1) -> int:
     """Optimiser steps per epoch: ``tiles_per_epoch // batch_size``, at least 1 (per process,
-    when several share the epoch's tiles).
+    when ``world_size`` processes share the epoch's tiles).
 
     Not built in a notebook: :func:`fit` calls it.
     """
-    return max(1, cfg.tiles_per_epoch // distributed.world_size() // cfg.batch_size)
+    return max(1, cfg.tiles_per_epoch // world_size // cfg.batch_size)
 
 
 class DivergenceError(FloatingPointError):
@@ -148,7 +169,7 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
             if cfg.model.deep_supervision:  # UNet++: the mean of every head's loss
-                heads = net.head_logits(images)  # [(B, K, H_out, W_out), ...]
+                heads = step_net(images, all_heads=True)  # [(B, K, H_out, W_out), ...]
             else:
                 heads = [step_net(images)]  # (B, K, H_out, W_out)
         loss = torch.stack([loss_fn(logits.float(), batch) for logits in heads]).mean()
@@ -166,119 +187,6 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
         count += len(images)
         bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
     return total / max(count, 1), reference
-
-
-def colour_augment(cfg: TrainConfig) -> ColourAugment | None:
-    """The colour and quality augmentations a config switches on (``None``: none).
-
-    ``colour_augment``: stain jitter in HED space (half the tiles), hue and saturation (half),
-    a grey tile (one in five). ``quality_augment``: contrast, blur and noise (a third each).
-
-    Used in notebook 08.
-    """
-    if not (cfg.colour_augment or cfg.quality_augment):
-        return None
-    colour = dict(hed_p=0.5, hue_p=0.5, grey_p=0.2) if cfg.colour_augment else {}
-    quality = dict(contrast_p=0.3, blur_p=0.3, noise_p=0.3) if cfg.quality_augment else {}
-    return ColourAugment(**colour, **quality)
-
-
-def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
-    """Augmented random tiles of the training images, with the config's targets; with
-    ``augment_on_device``, plain windows (the margin the deformation needs, no targets yet).
-
-    Used in notebook 08; :func:`fit` calls it.
-    """
-    augment = Augment(elastic=cfg.elastic)
-    on_device = cfg.augment_on_device
-    scale = (1 / cfg.scale_augment, cfg.scale_augment) if cfg.scale_augment else None
-    return TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.model.padding,
-                       depth=cfg.model.depth, augment=None if on_device else augment,
-                       target_fn=None if on_device else target_function(cfg),
-                       tiles_per_image=math.ceil(cfg.tiles_per_epoch / len(train_set)),
-                       channels=cfg.model.in_channels, seed=cfg.seed,
-                       input_mode=cfg.input_mode, colour=colour_augment(cfg), scale=scale,
-                       margin=augment.margin() if on_device else 0)
-
-
-def target_function(cfg: TrainConfig):
-    """``labels_in -> {"target": ..., ("weight": ...)}`` for this config (picklable).
-
-    Not built in a notebook: :func:`fit` uses it.
-    """
-    return partial(make_targets, target=cfg.target, loss=cfg.loss, w0=cfg.w0, sigma=cfg.sigma)
-
-
-class DeviceAugmentation:
-    """The paper's augmentations and the targets, made on the batch after it reached the
-    training device (``augment_on_device``), from the windows of :func:`training_tiles`.
-
-    The three-class target has a device version; the paper's weight map (distance transforms)
-    is computed per tile on the CPU after the deformation. Seeded per epoch, so a resumed run
-    draws what an unbroken one draws.
-
-    Not built in a notebook: :func:`fit` uses it.
-    """
-
-    def __init__(self, cfg: TrainConfig, tiles: TileDataset):
-        self.cfg, self.margin, self.out_size = cfg, tiles.margin, tiles.out_size
-        self.augment = BatchAugment(Augment(elastic=cfg.elastic), torch.Generator())
-        self.target_fn = target_function(cfg)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.augment.generator.manual_seed(self.cfg.seed * 1_000_003 + epoch + 500_009)
-
-    def __call__(self, batch: dict) -> dict:
-        images, labels = self.augment(batch["image"], batch["labels"], self.margin)
-        if self.cfg.target == "three_class" and self.cfg.loss != "weighted_ce":
-            targets = {"target": three_class_target_batch(labels)}  # (B, in, in)
-        else:
-            targets = targets_on_cpu(labels, self.target_fn)
-
-        def crop(t):  # input size -> output size (valid padding); same padding: unchanged
-            return center_crop(t, self.out_size, self.out_size)
-
-        return {"image": images, "labels": crop(labels),
-                **{name: crop(value) for name, value in targets.items()}}
-
-
-def epoch_tiles(n: int, cfg: TrainConfig, epoch: int) -> list[int]:
-    """The indices of this epoch's ``tiles_per_epoch`` tiles (of ``n``) in a seeded order, the
-    same on a resumed run as on an unbroken one; with several processes, this one's share
-    (every ``world_size``-th, from its rank: no tile twice).
-
-    Not built in a notebook: :func:`train_loader` calls it.
-    """
-    order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    rounds = -(-cfg.tiles_per_epoch // n)
-    chosen = torch.cat([torch.randperm(n, generator=order) for _ in range(rounds)])
-    return chosen[: cfg.tiles_per_epoch][distributed.rank()::distributed.world_size()].tolist()
-
-
-def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device) -> DataLoader:
-    """This epoch's tiles (:func:`epoch_tiles`) in batches.
-
-    Not built in a notebook: :func:`fit` calls it.
-    """
-    dataset.set_epoch(epoch)
-    tiles = epoch_tiles(len(dataset), cfg, epoch)
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=tiles,
-                      num_workers=cfg.num_workers, drop_last=len(tiles) >= cfg.batch_size,
-                      pin_memory=device.type == "cuda")
-
-
-def checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch, history, reference,
-                     rngs: list) -> dict:
-    """Everything needed to continue exactly (see :mod:`unet_lesson.checkpoint`); ``rngs``:
-    every process's random-number state (one without ``torchrun``).
-
-    Not built in a notebook: :func:`fit` calls it.
-    """
-    return {"model": net.state_dict(), "model_config": asdict(cfg.model),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "train_config": cfg.to_dict(),
-            "history": list(history), "rng": rngs[0], "rng_per_rank": rngs,
-            "reference_loss": reference}
 
 
 def best_so_far(row: dict, earlier: list[dict], chance: dict | None) -> bool:
@@ -301,30 +209,31 @@ def best_so_far(row: dict, earlier: list[dict], chance: dict | None) -> bool:
 def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = None,
         resume_from: dict | None = None,
         on_epoch: Callable[[dict, dict, bool], None] | None = None,
-        until_epoch: int | None = None, time_limit_s: float | None = None) -> pd.DataFrame:
+        until_epoch: int | None = None, time_limit_s: float | None = None,
+        processes=None) -> pd.DataFrame:
     """Train on ``train_set``, validate on ``val_set``; returns the history (a row per epoch).
 
     ``on_epoch(row, state, is_best)`` is called after every epoch with the history row, the
     checkpoint state and whether the epoch is the best so far (:func:`best_so_far`).
     ``resume_from``: a checkpoint state to continue exactly. ``until_epoch``: stop after that
     epoch (0-based). ``time_limit_s``: stop after the epoch that passes this many seconds.
-    Under ``torchrun`` (:mod:`unet_lesson.distributed`) every process trains on its share of
-    the tiles; only rank 0 validates and gets ``on_epoch``.
+    ``processes``: :class:`OneProcess` (the default), or the processes of a ``torchrun`` job
+    (:mod:`unet_lesson.course.distributed`): each trains on its share of the tiles; only the
+    main one validates and gets ``on_epoch``.
 
-    Used in notebook 10, through :meth:`Run.train <unet_lesson.run.Run.train>`.
+    Used in notebook 10, through :meth:`Run.train <unet_lesson.course.run.Run.train>`.
     """
-    device = distributed.init(device or env.pick_device())
+    procs = processes or OneProcess()
+    device = device or env.pick_device()
     env.seed_everything(cfg.seed)
     tiles = training_tiles(train_set, cfg)
-    on_device = DeviceAugmentation(cfg, tiles) if cfg.augment_on_device else None
-    net = build_model(cfg, device)
-    if distributed.active() and cfg.model.deep_supervision:
-        raise ValueError("deep_supervision does not run under torchrun yet (its heads bypass "
-                         "DistributedDataParallel): train UNet++ in one process")
-    step_net = distributed.wrap(net, device)
+    on_device = DeviceAugmentation(cfg, tiles) if augments_on_device(cfg) else None
+    net = network_on_device(cfg, device)
+    step_net = procs.wrap(net, device)  # every step goes through it (UNet++'s heads too)
     step_net = torch.compile(step_net) if cfg.compile else step_net
     optimizer = build_optimizer(cfg, net)
-    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch(cfg) * cfg.num_epochs)
+    scheduler = build_scheduler(cfg, optimizer,
+                                steps_per_epoch(cfg, procs.world_size) * cfg.num_epochs)
     scaler = grad_scaler(device, autocast_dtype(device, cfg.amp, cfg.amp_cpu))
     loss_fn = loss_function(cfg)
     scored = val_set[: cfg.val_max_images] if cfg.val_max_images else val_set
@@ -337,30 +246,31 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
         history, start = list(resume_from["history"]), resume_from["epoch"] + 1
         reference = resume_from.get("reference_loss")
         rngs = resume_from.get("rng_per_rank", [resume_from["rng"]])
-        set_rng_state(rngs[distributed.rank() % len(rngs)])
+        set_rng_state(rngs[procs.rank % len(rngs)])
     started = time.perf_counter()
     stop = min(cfg.num_epochs, until_epoch + 1 if until_epoch is not None else cfg.num_epochs)
     for epoch in range(start, stop):
         epoch_start = time.perf_counter()
         if on_device is not None:
             on_device.set_epoch(epoch)
+        loader = train_loader(tiles, cfg, epoch, device, procs.rank, procs.world_size)
         train_loss, reference = train_one_epoch(
-            net, train_loader(tiles, cfg, epoch, device), loss_fn, optimizer, scheduler, scaler,
-            cfg, device, epoch, step_net, reference, on_device)
-        row = {"epoch": epoch + 1, "train_loss": distributed.mean(train_loss, device),
+            net, loader, loss_fn, optimizer, scheduler, scaler, cfg, device, epoch, step_net,
+            reference, on_device)
+        row = {"epoch": epoch + 1, "train_loss": procs.mean(train_loss, device),
                "lr": scheduler.get_last_lr()[0], "val_dice": None, "val_dsb": None}
         validate = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epochs
-        if validate and distributed.is_main():
+        if validate and procs.is_main:
             row.update(validation_scores(net, val_set, cfg, device))
         row["seconds"] = round(time.perf_counter() - epoch_start, 2)
         is_best = best_so_far(row, history, chance)
         history.append(row)
-        rngs = distributed.gather(rng_state())  # every process's, for an exact resume
-        if on_epoch is not None and distributed.is_main():
+        rngs = procs.gather(rng_state())  # every process's, for an exact resume
+        if on_epoch is not None and procs.is_main:
             on_epoch(row, checkpoint_state(net, optimizer, scheduler, scaler, cfg, epoch,
                                            history, reference, rngs), is_best)
         out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
-        distributed.barrier()  # the others wait for rank 0's validation and writes
-        if distributed.broadcast(out_of_time):  # rank 0's clock decides for all
+        procs.barrier()  # the others wait for the main process's validation and writes
+        if procs.broadcast(out_of_time):  # the main process's clock decides for all
             break
     return pd.DataFrame(history)

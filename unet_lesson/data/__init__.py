@@ -1,4 +1,4 @@
-"""The 2018 Data Science Bowl data: download, read, generate, split, augment and tile.
+"""The 2018 Data Science Bowl data: read, generate, split, augment and tile.
 
 One subpackage, one module per idea (read them in this order):
 
@@ -9,14 +9,17 @@ One subpackage, one module per idea (read them in this order):
   training and prediction;
 * :mod:`.cache` - the label cache that makes a second read of the real set take seconds;
 * :mod:`.synthetic` - the synthetic default data set, written in the same layout;
-* :mod:`.locate` - :func:`find_or_make_dataset`: real data when present, else synthetic;
-* :mod:`.download` - Kaggle or the Broad's BBBC038 copy, verified and unpacked safely;
+* :mod:`.labelled` - stage1_test with its labels from the solution CSV;
 * :mod:`.table` - a pandas table of the set, the modality rule, seeded stratified splits;
-* :mod:`.groups` - acquisition groups and the group split that predicts the test score;
+* :mod:`.groups` - acquisition groups, recovered from the pixels;
+* :mod:`.split` - splits that hold out whole groups (or images at random);
 * :mod:`.augment` - the paper's elastic deformation, flips, rotations, grey values (sec. 3.1);
 * :mod:`.colour` - stain, colour, quality and scale augmentations (not in the paper);
 * :mod:`.tiles` - the overlap-tile geometry (sec. 2) as a torch ``Dataset`` of training tiles;
 * :mod:`.batch_augment` - the paper's augmentations on a whole batch, on the training device.
+
+Finding, downloading or generating the course's data set is the course's job
+(:mod:`unet_lesson.course.datasets`, :mod:`unet_lesson.course.download`).
 """
 
 from .augment import (
@@ -29,14 +32,6 @@ from .augment import (
     warp,
 )
 from .colour import ColourAugment
-from .download import (
-    BBBC038_URL,
-    COMPETITION,
-    SOLUTION_CSV,
-    DownloadError,
-    UnsafeArchiveError,
-    download_dsb2018,
-)
 from .dsb import (
     DSBDataError,
     DSBSample,
@@ -48,10 +43,9 @@ from .dsb import (
     read_image,
     to_input,
 )
-from .groups import acquisition_groups, group_split, image_features, training_split
-from .locate import DataSource, dsb_dir, find_or_make_dataset, real_dsb_root, synthetic_root
+from .groups import acquisition_groups, image_features
 from .normalise import INPUT_MODES, input_stats, normalise, to_network_input
-from .stage1_test import load_labelled, load_labelled_test_set
+from .labelled import SOLUTION_CSV, load_labelled, load_labelled_test_set
 from .synthetic import (
     MODALITIES,
     make_synthetic_dsb,
@@ -68,21 +62,20 @@ from .table import (
     size_class,
     stratified_split,
 )
+from .split import group_split, split_summary, training_split
 from .tiles import TileDataset, extract_window, mirror_indices, tile_sizes
 
 __all__ = [
     "Augment", "augment_window", "elastic_deform", "elastic_displacement", "flip_rotate",
     "grey_values", "warp",
-    "BBBC038_URL", "COMPETITION", "SOLUTION_CSV", "DownloadError", "UnsafeArchiveError",
-    "download_dsb2018",
     "DSBDataError", "DSBSample", "load_dsb_folder", "merge_masks", "read_dsb_folder",
     "read_dsb_image", "read_dsb_sample", "read_image", "to_input",
-    "DataSource", "dsb_dir", "find_or_make_dataset", "real_dsb_root", "synthetic_root",
     "MODALITIES", "make_synthetic_dsb", "read_synthetic_manifest", "synthetic_sample",
     "dataset_table", "default_split_path", "load_splits", "make_splits", "modality_of",
     "save_splits", "size_class", "stratified_split",
-    "load_labelled", "load_labelled_test_set",
+    "SOLUTION_CSV", "load_labelled", "load_labelled_test_set",
     "TileDataset", "extract_window", "mirror_indices", "tile_sizes",
-    "ColourAugment", "acquisition_groups", "group_split", "image_features", "training_split",
+    "ColourAugment", "acquisition_groups", "image_features",
+    "group_split", "split_summary", "training_split",
     "INPUT_MODES", "input_stats", "normalise", "to_network_input",
 ]

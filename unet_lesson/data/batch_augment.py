@@ -1,25 +1,25 @@
 r"""The paper's data augmentation (section 3.1) on a whole batch, on the training device.
 
 :mod:`~unet_lesson.data.augment` deforms one tile at a time in numpy inside a DataLoader
-worker (issue 12 measured about 160 tiles of 256x256 per second on 2 CPU cores: less than a
-GPU trains on). This module does the same augmentations as tensor operations on a batch that
-has already reached the device (CPU or CUDA: everything runs on the device of the input
-tensors), the same pixels for the same random draws (the tests check it against augment.py):
+worker: a GPU trains on more tiles a second than a couple of CPU cores deform. This module
+does the same augmentations as tensor operations on a batch that has already reached the
+device (CPU or CUDA: everything runs on the device of the input tensors), the same pixels for
+the same random draws (the tests check it against augment.py):
 
 * :func:`elastic_displacement_batch` - the paper's 3x3 grid of Gaussian displacements (10 px
   standard deviation) per tile, interpolated bicubically to every pixel (one matrix product
   per axis, with the weights of ``F.interpolate(mode="bicubic", align_corners=True)``).
-* :func:`warp_batch` - :func:`~unet_lesson.data.augment.warp` for a batch: one ``grid_sample``
+* :func:`sample_at` - :func:`~unet_lesson.data.augment.warp` for a batch: one ``grid_sample``
   for the images (bicubic, clipped to each image's own range) and one for the labels (nearest
   neighbour, so no new or blended ids), mirrored at the borders.
-* :func:`flip_rotate_batch` - one of the 8 symmetries of a square per tile (exact).
-* :func:`grey_values_batch` - gamma, contrast and brightness per tile.
+* :func:`draw_symmetries` - one of the 8 symmetries of a square per tile (moved exactly).
+* :func:`draw_grey_values`, :func:`apply_grey_values` - gamma, contrast and brightness per tile.
 * :class:`BatchAugment` - all of them in the order of
   :func:`~unet_lesson.data.augment.augment_window`, configured by the same
   :class:`~unet_lesson.data.augment.Augment`.
 The DataLoader side is :class:`~unet_lesson.data.tiles.TileDataset` with ``augment=None`` and a
 ``margin``: windows cut ``margin`` pixels larger on every side and not augmented. Targets made
-from labels must be computed *after* the deformation: :mod:`.batch_targets`.
+from labels must be computed *after* the deformation: :mod:`unet_lesson.batches`.
 
 Usage (``s = in_size + 2 * margin``; valid padding: crop the targets to the output size after)::
 
@@ -34,12 +34,12 @@ Usage (``s = in_size + 2 * margin``; valid padding: crop the targets to the outp
 Random numbers come from a ``torch.Generator``: the same seed gives the same augmentations.
 They are drawn on the generator's device (a CPU generator serves a CUDA batch) and moved.
 
-Speed (``benchmarks/bench_augment.py``): on a CPU most of the time of both paths goes to the
-same bicubic ``grid_sample``, so there the batched path is only about 1.2x to 2x the per-tile
-one (more with the three-class target, whose device version is cheap). What it removes is the
-per-tile overhead: the bicubic upsampling of the 3x3 grid (36x cheaper as two matrix
-products), ``pow``, numpy copies, three interpolations of a grey RGB tile. On a GPU it leaves
-the DataLoader only the cutting of windows.
+Not built in a notebook: training with ``augment_on_device`` (:mod:`unet_lesson.batches`).
+
+Speed: ``benchmarks/bench_augment.py`` measures both paths (its figures: ``docs/benchmarks.md``).
+What the batched path removes is the per-tile overhead: the bicubic upsampling of the 3x3 grid
+(two matrix products), ``pow``, numpy copies, three interpolations of a grey RGB tile. On a
+GPU it leaves the DataLoader only the cutting of windows.
 """
 
 from __future__ import annotations
@@ -94,8 +94,6 @@ def displacement_from_grid(coarse: Tensor, shape: tuple[int, int]) -> Tensor:
     align_corners=True)``: two small matrix products instead of 16 taps per pixel (30x
     faster on a CPU than ``F.interpolate`` of the grid). The grid's corners sit on the corner
     pixels, as in :func:`~unet_lesson.data.augment.elastic_displacement`.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     if coarse.ndim != 4 or coarse.shape[1] != 2:
         raise ValueError(f"coarse must be (B, 2, g_rows, g_cols) row and column offsets, "
@@ -114,8 +112,6 @@ def elastic_displacement_batch(generator: torch.Generator, batch: int, shape: tu
     (the paper: 3x3, :math:`\sigma` = 10 px) on a grid spanning the tile, interpolated
     bicubically to every pixel (:func:`displacement_from_grid`). The batched
     :func:`~unet_lesson.data.augment.elastic_displacement`.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     coarse = sigma * _normal(generator, (batch, 2, grid, grid), device)  # (B, 2, g, g)
     return displacement_from_grid(coarse, shape)
@@ -126,8 +122,6 @@ def source_positions(displacement: Tensor, offset: tuple[int, int] = (0, 0)) -> 
 
     Pixel ``(y, x)`` of tile ``b`` samples ``(y + offset[0] + d[b, 0, y, x], x + offset[1] +
     d[b, 1, y, x])``.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     height, width = displacement.shape[-2:]
     device = displacement.device
@@ -197,8 +191,6 @@ def sample_at(images: Tensor, labels: Tensor | None, positions: Tensor
     nearest for the integer labels (exact for ids < 2**24: no new, no blended ids); positions
     outside the source are mirrored (numpy's ``reflect``). Returns ``(B, C, H, W)`` float32
     and ``(B, H, W)`` of the labels' dtype.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     src_h, src_w = images.shape[-2:]
     grid = _sampling_grid(positions, src_h, src_w)  # (B, H, W, 2)
@@ -213,46 +205,6 @@ def sample_at(images: Tensor, labels: Tensor | None, positions: Tensor
     moved = F.grid_sample(ids, grid, mode="nearest", padding_mode="reflection",
                           align_corners=True)[:, 0]  # (B, H, W)
     return warped, moved.to(labels.dtype)
-
-
-def warp_batch(images: Tensor, labels: Tensor | None, displacement: Tensor,
-               offset: tuple[int, int] = (0, 0)) -> tuple[Tensor, Tensor | None]:
-    r"""Sample ``images (B, C, Hs, Ws)`` and ``labels (B, Hs, Ws)`` at :math:`x + o + d(x)`.
-
-    The batched :func:`~unet_lesson.data.augment.warp`: the output has the displacement's
-    size ``(B, ·, H, W)``; pixel ``(y, x)`` of tile ``b`` comes from its source at ``(y +
-    offset[0] + d[b, 0, y, x], x + offset[1] + d[b, 1, y, x])`` (px). Bicubic for the images
-    (each tile clipped to its own input range), nearest for the labels, mirrored outside the
-    source (see :func:`sample_at`). One ``grid_sample`` for the images, one for the labels.
-
-    Not built in a notebook: training with augment_on_device uses it.
-    """
-    if images.ndim != 4 or displacement.ndim != 4 or displacement.shape[1] != 2:
-        raise ValueError(f"warp_batch wants images (B, C, Hs, Ws) and a displacement "
-                         f"(B, 2, H, W), got {tuple(images.shape)} and "
-                         f"{tuple(displacement.shape)}")
-    if labels is not None and labels.shape != images.shape[:1] + images.shape[2:]:
-        raise ValueError(f"labels must be (B, Hs, Ws) = "
-                         f"{tuple(images.shape[:1] + images.shape[2:])}, got "
-                         f"{tuple(labels.shape)}")
-    return sample_at(images, labels, source_positions(displacement.float(), offset))
-
-
-def elastic_deform_batch(images: Tensor, labels: Tensor | None, generator: torch.Generator,
-                         margin: int = 0, sigma: float = 10.0, grid: int = 3
-                         ) -> tuple[Tensor, Tensor | None]:
-    """The paper's elastic deformation of windows ``margin`` px larger than the tiles.
-
-    The deformed ``(B, ·, Hs - 2 margin, Ws - 2 margin)`` tiles are cut from the middle of the
-    windows, so displaced pixels near a tile's edge come from real neighbours, not mirroring
-    (the batched :func:`~unet_lesson.data.augment.elastic_deform`).
-
-    Not built in a notebook: training with augment_on_device uses it.
-    """
-    shape = (images.shape[-2] - 2 * margin, images.shape[-1] - 2 * margin)
-    displacement = elastic_displacement_batch(generator, images.shape[0], shape, grid, sigma,
-                                              images.device)  # (B, 2, H, W)
-    return warp_batch(images, labels, displacement, offset=(margin, margin))
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,31 +241,11 @@ def _symmetry_code(turns: Tensor, flips: Tensor) -> Tensor:
     return turns.cpu().long() % 4 + 4 * flips.cpu().long()
 
 
-def symmetry_batch(images: Tensor, labels: Tensor, turns: Tensor, flips: Tensor
-                   ) -> tuple[Tensor, Tensor]:
-    """Tile ``b`` turned by ``turns[b]`` x 90 degrees, then mirrored left-right if ``flips[b]``.
-
-    ``images (B, C, H, W)``, ``labels (B, H, W)``, ``turns`` int (B,), ``flips`` bool (B,):
-    the convention of :func:`~unet_lesson.data.augment.flip_rotate` (``np.rot90``, then
-    ``[..., ::-1]``). Odd turns need square tiles.
-
-    Not built in a notebook: training with augment_on_device uses it.
-    """
-    code = _symmetry_code(turns, flips)
-    if (code % 2).any() and images.shape[-1] != images.shape[-2]:
-        raise ValueError(f"90-degree turns need square tiles, got {tuple(images.shape[-2:])}; "
-                         "use turns of 0 or 2")
-    images, labels = _symmetries([images, labels], code)
-    return images, labels
-
-
 def draw_symmetries(generator: torch.Generator, batch: int, square: bool = True,
                     flips: bool = True, rot90: bool = True) -> tuple[Tensor, Tensor]:
     """Random ``(turns, flips)``, int64 and bool (B,) on the host: with both, each of the 8
     symmetries of a square is equally likely. A non-square tile turns by 0 or 180 degrees
     only (90 would swap its height and width), as in ``augment.flip_rotate``.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     draws = torch.rand((2, batch), generator=generator, device=generator.device).cpu()
     turns = torch.zeros(batch, dtype=torch.long)
@@ -321,17 +253,6 @@ def draw_symmetries(generator: torch.Generator, batch: int, square: bool = True,
         turns = (draws[0] * 4).long().clamp_(max=3) if square else 2 * (draws[0] < 0.5).long()
     mirror = draws[1] < 0.5 if flips else torch.zeros(batch, dtype=torch.bool)
     return turns, mirror
-
-
-def flip_rotate_batch(images: Tensor, labels: Tensor, generator: torch.Generator,
-                      flips: bool = True, rot90: bool = True) -> tuple[Tensor, Tensor]:
-    """A random mirror image and/or 90-degree turn per tile (the batched ``flip_rotate``).
-
-    Not built in a notebook: training with augment_on_device uses it.
-    """
-    square = images.shape[-1] == images.shape[-2]
-    turns, mirror = draw_symmetries(generator, images.shape[0], square, flips, rot90)
-    return symmetry_batch(images, labels, turns, mirror)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,8 +268,6 @@ def apply_grey_values(images: Tensor, gamma: Tensor, contrast: Tensor, brightnes
     mean after the gamma (over all its channels and pixels); the result is clipped to [0, 1].
     The formula of :func:`~unet_lesson.data.augment.grey_values`. :math:`x^g` is computed as
     :math:`e^{g \ln x}` (3x faster than ``pow`` on a CPU; :math:`0^g = 0`).
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     g, c, b = (v.to(images).view(-1, 1, 1, 1) for v in (gamma, contrast, brightness))
     out = images.clamp(0.0, 1.0).log_().mul_(g).exp_()  # (B, C, H, W) x ** g
@@ -361,23 +280,10 @@ def draw_grey_values(generator: torch.Generator, batch: int, gamma: float = 0.3,
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """Random ``(g, c, b)``, each (B,): ``g = exp(U(-gamma, gamma))``, ``c ~ U(1 - contrast,
     1 + contrast)``, ``b ~ U(-brightness, brightness)`` (image values in [0, 1]).
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
     u = _uniform(generator, (3, batch), device)  # (3, B)
     return (torch.exp(gamma * (2 * u[0] - 1)), 1 + contrast * (2 * u[1] - 1),
             brightness * (2 * u[2] - 1))
-
-
-def grey_values_batch(images: Tensor, generator: torch.Generator, gamma: float = 0.3,
-                      contrast: float = 0.2, brightness: float = 0.1) -> Tensor:
-    """Random "gray value variations" (section 3.1) per tile, the same for all its channels.
-
-    Not built in a notebook: training with augment_on_device uses it.
-    """
-    g, c, b = draw_grey_values(generator, images.shape[0], gamma, contrast, brightness,
-                               images.device)
-    return apply_grey_values(images, g, c, b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,8 +293,6 @@ def grey_values_batch(images: Tensor, generator: torch.Generator, gamma: float =
 
 class Draws(NamedTuple):
     """The random choices :class:`BatchAugment` makes for one batch of B tiles.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
 
     deform: Tensor  # bool (B,) on the host: which tiles are deformed
@@ -418,8 +322,6 @@ class BatchAugment:
     tile is turned and mirrored by moving its sampling positions before the interpolation
     (2 planes moved instead of the C image channels and the labels): the same pixels as
     deforming first and turning after.
-
-    Not built in a notebook: training with augment_on_device uses it.
     """
 
     def __init__(self, augment: Augment | None = None,

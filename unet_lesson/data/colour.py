@@ -320,14 +320,12 @@ def _restore_lost(labels: np.ndarray, moved: np.ndarray, scale: tuple[float, flo
     return moved
 
 
-def random_rescale(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-                   low: float = 0.5, high: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`rescale` by a factor drawn log-uniformly in [``low``, ``high``] (as likely to
-    halve as to double the magnification).
+def random_scale(rng: np.random.Generator, low: float = 0.5, high: float = 2.0) -> float:
+    """A zoom factor for :func:`rescale`, drawn log-uniformly in [``low``, ``high``] (as likely
+    to halve as to double the magnification).
 
-    Not built in a notebook: the training tiles use it.
+    Not built in a notebook: the training tiles draw their zoom with it.
     """
     if not 0 < low <= high:
         raise ValueError(f"need 0 < low <= high, got low={low!r}, high={high!r}")
-    factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-    return rescale(image, labels, factor)
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))

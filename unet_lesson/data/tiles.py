@@ -38,9 +38,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..model import center_crop, input_size_for_output, output_size
+from ..networks.blocks import center_crop
+from ..sizes import input_size_for_output, output_size
 from .augment import Augment, augment_window
-from .colour import ColourAugment, apply_colour, rescale
+from .colour import ColourAugment, apply_colour, random_scale, rescale
 from .normalise import input_stats, normalise
 
 
@@ -182,7 +183,7 @@ class TileDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         image, labels = self.pairs[which]
         size = self.in_size + 2 * self.margin  # the window the augmentations need
-        factor = float(np.exp(rng.uniform(*np.log(self.scale)))) if self.scale else 1.0
+        factor = random_scale(rng, *self.scale) if self.scale else 1.0
         source = size if factor == 1.0 else int(np.ceil(size / factor)) + 1
         start = self.context + self.margin + (source - size) // 2
         window = extract_window(image, top - start, left - start, source, source)  # (s, s, 3)

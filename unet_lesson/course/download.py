@@ -37,12 +37,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .. import env
+from ..data.labelled import SOLUTION_CSV
 from ..files import atomic_write
 
 COMPETITION = "data-science-bowl-2018"
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/"
 PARTS = ("stage1_train", "stage1_test", "stage1_solution")
-SOLUTION_CSV = "stage1_solution.csv"
 _WORK = ".download"  # archives in progress, inside dest
 
 KAGGLE_TOKEN_PAGE = "https://www.kaggle.com/settings/api"

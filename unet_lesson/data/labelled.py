@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rle import read_solution_csv
-from .download import SOLUTION_CSV
 from .dsb import DSBDataError, DSBSample, load_dsb_folder, read_dsb_image, sample_folders
+
+SOLUTION_CSV = "stage1_solution.csv"  # the labels of stage1_test, beside its folder
 
 
 def load_labelled_test_set(images_root: str | Path, solution_csv: str | Path) -> list[DSBSample]:

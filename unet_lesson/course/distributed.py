@@ -11,6 +11,9 @@ others wait for it at the end of each epoch. A checkpoint holds every rank's ran
 state, so a resume is exact here too.
 
 Without ``torchrun`` (``WORLD_SIZE`` unset) every function here is a no-op for one process.
+Training takes the processes as one object (:func:`processes`): :class:`Torchrun` here, the
+single-process :class:`unet_lesson.train.OneProcess` otherwise, so the training loop itself
+knows nothing of ``torchrun``.
 The backend is NCCL on CUDA and gloo on the CPU (the tests run 2 CPU processes with gloo).
 
 Not built in a notebook: the command line's ``train`` uses it (the README says when to).
@@ -19,9 +22,12 @@ Not built in a notebook: the command line's ``train`` uses it (the README says w
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import torch.distributed as dist
+
+from ..train import OneProcess
 
 
 def world_size() -> int:
@@ -143,3 +149,63 @@ def shutdown() -> None:
     if active():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def leave(code: int = 0) -> None:
+    """End this process of a ``torchrun`` job now (after :func:`shutdown` and its last write):
+    standard output and error flushed, then ``os._exit``, without the interpreter's teardown.
+
+    The teardown can abort a process whose group is already destroyed: gloo's C++ threads may
+    still hold work objects with tensors, and freeing them while Python finalises aborts with
+    "terminate called without an active exception" (SIGABRT; pytorch/pytorch#179291), even
+    after a clean :func:`shutdown`.
+
+    Not built in a notebook: the command line's ``train`` under torchrun.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Torchrun:
+    """The processes of a ``torchrun`` job as :func:`~unet_lesson.train.fit` takes them (the
+    methods of :class:`~unet_lesson.train.OneProcess`, through this module's functions).
+
+    Not built in a notebook: :func:`processes` returns it under torchrun.
+    """
+
+    @property
+    def rank(self) -> int:
+        return rank()
+
+    @property
+    def world_size(self) -> int:
+        return world_size()
+
+    @property
+    def is_main(self) -> bool:
+        return is_main()
+
+    def wrap(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        return wrap(net, device)
+
+    def mean(self, value: float, device: torch.device) -> float:
+        return mean(value, device)
+
+    def gather(self, value) -> list:
+        return gather(value)
+
+    def broadcast(self, value):
+        return broadcast(value)
+
+    def barrier(self) -> None:
+        barrier()
+
+
+def processes() -> Torchrun | OneProcess:
+    """The processes training shares its work with: :class:`Torchrun` under ``torchrun``
+    (``WORLD_SIZE`` above 1), else :class:`~unet_lesson.train.OneProcess`.
+
+    Not built in a notebook: the command line's ``train`` passes it to the run.
+    """
+    return Torchrun() if world_size() > 1 else OneProcess()

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import env
-from .dsb import sample_folders
-from .synthetic import make_synthetic_dsb
+from ..data.dsb import sample_folders
+from ..data.synthetic import make_synthetic_dsb
 
 
 @dataclass(frozen=True)

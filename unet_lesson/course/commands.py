@@ -1,6 +1,7 @@
 """What each command of ``python -m unet_lesson`` does (the parser is in :mod:`.cli`).
 
-Each command is a few lines over a :class:`~unet_lesson.run.Run`, which owns the run folder.
+Each command is a few lines over a :class:`~unet_lesson.course.run.Run`, which owns the run
+folder. Not built in a notebook: the command line.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import distributed, env, files, plotting
-from .config import course_config, load_config
-from .data import find_or_make_dataset, load_dsb_folder, load_labelled, read_dsb_image
-from .data.dsb import sample_folders
-from .evaluate import format_metrics, score_samples, summarise
-from .predict import predict_image, predict_samples
+from .. import env, files, plotting
+from ..config import load_config
+from ..data import load_dsb_folder, load_labelled, read_dsb_image
+from ..data.dsb import sample_folders
+from ..evaluate import format_metrics, score_samples, summarise
+from ..predict import predict_image, predict_samples
+from . import distributed
+from .datasets import find_or_make_dataset
+from .lessons import course_config
 from .run import Run, RunError
 
 
@@ -24,15 +28,13 @@ def _elapsed(start: float) -> str:
     return f"{(time.perf_counter() - start) / 60:.1f} min"
 
 
-def demo(args) -> int:
+def demo_command(args) -> int:
     """Synthetic data -> a few minutes of training -> held-out score, figure and metrics.
-
-    Not built in a notebook: the command line, ``python -m unet_lesson demo``.
     """
     start = time.perf_counter()
     device = env.pick_device(args.device)
     out = args.out or env.runs_dir() / "demo"
-    print(f"mode {env.mode(device)}, device {env.describe(device)['device']}")
+    print(f"mode {env.mode(device)}, device {env.device_name(device)}")
     source = find_or_make_dataset(prefer="synthetic")
     print(f"data: {source}")
     samples = load_dsb_folder(source.root)
@@ -50,25 +52,21 @@ def demo(args) -> int:
     return 0
 
 
-def download(args) -> int:
+def download_command(args) -> int:
     """Download and unpack the DSB 2018 data into ``--dest``.
-
-    Not built in a notebook: the command line, ``python -m unet_lesson download``.
     """
-    from .data import download_dsb2018
+    from .download import download_dsb2018
 
     dest = download_dsb2018(args.dest, source=args.source)
     print(f"the DSB 2018 data is in {dest}")
     return 0
 
 
-def train(args) -> int:
+def train_command(args) -> int:
     """Create (or ``--resume``) a run, train it, then score it on its held-out images.
 
     Under ``torchrun`` every process runs this; rank 0 alone makes the run folder, writes
-    and finishes, the others train their share (:mod:`unet_lesson.distributed`).
-
-    Not built in a notebook: the command line, ``python -m unet_lesson train``.
+    and finishes, the others train their share (:mod:`unet_lesson.course.distributed`).
     """
     start = time.perf_counter()
     device = distributed.init(env.pick_device(args.device))
@@ -87,11 +85,15 @@ def train(args) -> int:
     if main:
         print(f"training on {len(samples)} images of {args.data} with {device} "
               f"({distributed.world_size()} process(es)); run folder {args.out}")
-    run.train(samples, device, time_limit_s=args.minutes * 60 if args.minutes else None)
+    run.train(samples, device, time_limit_s=args.minutes * 60 if args.minutes else None,
+              processes=distributed.processes())
+    job = distributed.world_size() > 1
     distributed.shutdown()  # all together; rank 0 then scores alone, the others are done
     if main:
         print(format_metrics(run.finish(samples, device)))
         print(f"done in {_elapsed(start)}; metrics, curves and comparison figure in {args.out}")
+    if job:
+        distributed.leave()  # every file is written: end without the interpreter's teardown
     return 0
 
 
@@ -104,10 +106,8 @@ def _open(args) -> tuple[Run, str]:
     return Run.open(args.run), "best.pt"
 
 
-def evaluate(args) -> int:
+def evaluate_command(args) -> int:
     """Score a run's checkpoint on a split of its data (or every image of ``--data``).
-
-    Not built in a notebook: the command line, ``python -m unet_lesson evaluate``.
     """
     run, checkpoint = _open(args)
     device = env.pick_device(args.device)
@@ -139,10 +139,8 @@ def _predict_folder(args, what: str):
         yield sample_dir.name, image, labels
 
 
-def predict(args) -> int:
+def predict_command(args) -> int:
     """Write label images and outlined overlays for every image of ``--images``.
-
-    Not built in a notebook: the command line, ``python -m unet_lesson predict``.
     """
     args.out.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -155,12 +153,10 @@ def predict(args) -> int:
     return 0
 
 
-def submit(args) -> int:
+def submit_command(args) -> int:
     """Write a Kaggle submission CSV for every image of ``--images``.
-
-    Not built in a notebook: the command line, ``python -m unet_lesson submit``.
     """
-    from .rle import write_submission
+    from ..rle import write_submission
 
     predictions = {image_id: labels for image_id, _, labels in _predict_folder(args, "submitting")}
     out = args.out or (args.run or args.checkpoint.parent) / "submission.csv"

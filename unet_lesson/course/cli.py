@@ -120,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import commands  # heavy imports only once the arguments are fine
 
+    dispatch = {"demo": commands.demo_command, "download": commands.download_command,
+                "train": commands.train_command, "evaluate": commands.evaluate_command,
+                "predict": commands.predict_command, "submit": commands.submit_command}
     try:
-        return getattr(commands, args.command)(args)
+        return dispatch[args.command](args)
     except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

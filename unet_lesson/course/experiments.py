@@ -30,7 +30,7 @@ Ronneberger et al. (2015) make two claims a student can test:
 * the spread: each arm runs from several seeds (initial weights, tile order, augmentation).
   :func:`summarise_claim` gives mean and standard deviation over seeds and, against a
   reference arm, the difference, whether it beats twice the larger spread, and an exact
-  permutation test over the seeds (:func:`unet_lesson.compare.permutation_p`).
+  permutation test over the seeds (:func:`unet_lesson.stats.permutation_p`).
 
 **Size**: the paper's network and loss (valid padding, no batch norm, drop-out, two classes,
 the weighted cross-entropy), width 16 on a CPU. One departure, stated: AdamW instead of SGD
@@ -44,7 +44,6 @@ Used in notebook 11 (section "The paper's claims, measured") and by
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +51,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import env
-from .compare import permutation_p, smallest_p
-from .config import TrainConfig, preset
-from .data import modality_of
-from .evaluate import PostProcess
-from .metrics import dsb_score, object_errors
-from .predict import predict_samples
+from .. import env
+from ..config import TrainConfig, preset
+from ..evaluate import PostProcess, score_samples
+from ..files import folder_key
+from ..predict import predict_samples
+from ..stats import permutation_p, smallest_p
 from .run import Run
 
 CLAIMS = ("weight map", "elastic deformation")
@@ -164,47 +162,25 @@ def claim_split(splits: pd.DataFrame, n_train: int, n_val: int,
                          "split": ["train"] * len(chosen) + ["val"] * len(val_ids)})
 
 
-def _fingerprint(run, val_ids: list[str]) -> str:
-    """What a cached score table depends on: the network (``last.pt``) and the images."""
-    stat = run.path("last.pt").stat()
-    text = f"{stat.st_mtime_ns}-{stat.st_size}-{','.join(val_ids)}-{sorted(POSTS)}"
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def score_run(run, val_set, device: torch.device | None = None,
-              cache: Path | None = None) -> pd.DataFrame:
+def score_run(run, val_set, device: torch.device | None = None) -> pd.DataFrame:
     """One row per validation image: the DSB score with each of :data:`POSTS` and the object
     errors (:data:`COUNTS`, at IoU 0.5) of the components decoding, plus ``merges_watershed``;
-    from the run's last network (``last.pt``). ``cache``: a CSV reused while the network and
-    the images are the same.
+    from the run's last network (``last.pt``). Kept in the run folder (``scores_claims.csv``)
+    while the network and the images are the same.
 
     Not built in a notebook: :func:`measure_claims` calls it.
     """
-    val_ids = [s.image_id for s in val_set]
-    key = _fingerprint(run, val_ids)
-    if cache is not None and cache.is_file():
-        table = pd.read_csv(cache, dtype={"image_id": str})
-        if len(table) and (table["fingerprint"] == key).all():
-            return table.drop(columns="fingerprint")
-    device = device or env.pick_device()
-    net = run.load_model(device, "last.pt")
-    probs = predict_samples(net, val_set, run.config, device, desc="scoring")
-    rows = []
-    for sample, p in zip(val_set, probs, strict=True):
-        labels = {name: post(p) for name, post in POSTS.items()}
-        counts = object_errors(sample.labels, labels["components"]).counts()
-        rows.append({"image_id": sample.image_id, "modality": modality_of(sample.image),
-                     **{f"dsb_{name}": dsb_score(sample.labels, pred)
-                        for name, pred in labels.items()},
-                     **{c: counts[c] for c in COUNTS},
-                     "merges_watershed": object_errors(sample.labels,
-                                                       labels["watershed"]).counts()["merges"]})
-    table = pd.DataFrame(rows)
-    if cache is not None:
-        from .files import write_csv
+    def compute() -> pd.DataFrame:
+        net = run.load_model(device or env.pick_device(), "last.pt")
+        probs = predict_samples(net, val_set, run.config, device, desc="scoring")
+        tables = {name: score_samples(val_set, probs, post, errors=True)
+                  for name, post in POSTS.items()}
+        table = tables["components"][["image_id", "modality", *COUNTS]]
+        return table.assign(**{f"dsb_{name}": t["dsb"] for name, t in tables.items()},
+                            merges_watershed=tables["watershed"]["merges"])
 
-        write_csv(cache, table.assign(fingerprint=key))
-    return table
+    key = run.fingerprint("last.pt", [s.image_id for s in val_set], sorted(POSTS))
+    return run.cached_table("scores_claims.csv", key, compute)
 
 
 def measure_claims(arms: list[Arm], seeds, base: TrainConfig, samples, data_root,
@@ -235,8 +211,7 @@ def measure_claims(arms: list[Arm], seeds, base: TrainConfig, samples, data_root
                 print(f"{arm.name}, seed {seed}: {folder.name}", flush=True)
                 run = Run.trained(folder, arm.config(base, seed), data_root, chosen, device,
                                   split)
-                scores = score_run(run, val_set, device, out_dir / "scores" /
-                                   f"{folder.name}.csv")
+                scores = score_run(run, val_set, device)
                 done[folder] = scores.assign(train_s=float(run.history()["seconds"].sum()))
             tables.append(done[folder].assign(claim=arm.claim, arm=arm.name, key=arm.key,
                                               n_train=arm.n_train, w0=arm.w0,
@@ -307,7 +282,5 @@ def claims_folder(data_root, device: torch.device | None = None) -> Path:
 
     Used in notebook 11 (and ``benchmarks/paper_claims.py``).
     """
-    from .files import folder_key
-
     root = Path(data_root).resolve()
     return env.runs_dir() / f"claims_{root.name}-{folder_key(root)}_{env.mode(device)}"

@@ -31,6 +31,7 @@ Notebooks 10 and 11 use it; the command line's ``train``, ``evaluate``, ``predic
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,19 +44,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import __version__, distributed, env, files, plotting
-from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from .config import TrainConfig, apply_overrides, course_config, differences, from_dict
-from .data import (
-    DataSource,
-    find_or_make_dataset,
-    load_dsb_folder,
-    load_splits,
-    training_split,
-)
-from .evaluate import PostProcess, score_samples, summarise, tune_postprocessing
-from .predict import predict_samples
-from .train import fit
+from .. import __version__, env, files, plotting
+from ..checkpoint import CheckpointError, epochs_in, load_checkpoint, load_model, save_checkpoint
+from ..config import TrainConfig, apply_overrides, differences, from_dict
+from ..data import load_splits, training_split
+from ..evaluate import PostProcess, score_held_out
+from ..predict import predict_samples
+from ..train import OneProcess, fit
 
 FORMAT = "unet-lesson-run/1"
 RECORD = ("run.json", "config.json", "splits.csv", "history.csv", "last.pt", "best.pt")
@@ -243,14 +238,14 @@ class Run:
         """Epochs in ``last.pt`` (0 before the first one ended)."""
         if not self.path("last.pt").exists():
             return 0
-        return int(load_checkpoint(self.path("last.pt"))["epoch"]) + 1
+        return epochs_in(self.path("last.pt"))
 
     def finished(self) -> bool:
         return self.epochs_done() >= self.config.num_epochs
 
     def train(self, samples, device: torch.device | None = None, *,
               until_epoch: int | None = None, time_limit_s: float | None = None,
-              watch=None) -> pd.DataFrame:
+              watch=None, processes=None) -> pd.DataFrame:
         """Train (or continue training, from ``last.pt``) to ``config.num_epochs``.
 
         The results of an older state of the network (metrics, figures, post-processing,
@@ -263,7 +258,8 @@ class Run:
         if self.path("last.pt").exists():
             state = load_checkpoint(self.path("last.pt"),
                                     expected_model_config=asdict(self.config.model))
-        if distributed.is_main():  # under torchrun the others only read
+        processes = processes or OneProcess()
+        if processes.is_main:  # under torchrun the others only read
             if state is not None:  # repairs a history a crash left one epoch behind
                 files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
             else:  # a run that never finished an epoch starts from the beginning
@@ -277,7 +273,7 @@ class Run:
 
         return fit(self.config, parts["train"], parts["val"], device=device,
                    resume_from=state, on_epoch=on_epoch, until_epoch=until_epoch,
-                   time_limit_s=time_limit_s)
+                   time_limit_s=time_limit_s, processes=processes)
 
     def _save_epoch(self, row: dict, state: dict, is_best: bool) -> None:
         state["data_root"] = str(self.data_root)
@@ -295,8 +291,9 @@ class Run:
         """Remove what was computed from an older state of the network."""
         for name in RESULTS:
             self.path(name).unlink(missing_ok=True)
-        for path in self.folder.glob("evaluate_*.csv"):
-            path.unlink()
+        for pattern in ("evaluate_*.csv", "scores_*.csv"):
+            for path in self.folder.glob(pattern):
+                path.unlink()
 
     # ----------------------------------------------------------------------------------------
     # Reading the record
@@ -321,8 +318,30 @@ class Run:
             raise RunError(str(err)) from None
         return net
 
+    def fingerprint(self, checkpoint: str = "best.pt", *depends_on) -> str:
+        """A key of the results computed from one of this run's networks: the checkpoint
+        file (its size and modification time, to the nanosecond) and whatever else they
+        ``depends_on`` (the images scored, the decoding...). A cached result whose key
+        differs was computed from another network or other inputs."""
+        stat = self.path(checkpoint).stat()
+        text = repr((checkpoint, stat.st_size, stat.st_mtime_ns, depends_on))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def cached_table(self, name: str, key: str, compute) -> pd.DataFrame:
+        """The table ``name`` of this run folder if it was computed for ``key``
+        (:meth:`fingerprint`), else ``compute()``, written there with its key. Training the
+        network further removes it, as every result."""
+        path = self.path(name)
+        if path.is_file():
+            table = pd.read_csv(path, dtype={"image_id": str})
+            if len(table) and (table["fingerprint"] == key).all():
+                return table.drop(columns="fingerprint")
+        table = compute()
+        files.write_csv(path, table.assign(fingerprint=key))
+        return table
+
     def best_epoch(self) -> int:
-        return int(load_checkpoint(self.path("best.pt"))["epoch"]) + 1
+        return epochs_in(self.path("best.pt"))
 
     def postprocess(self) -> PostProcess:
         """The post-processing chosen on validation, or the default before it was chosen."""
@@ -336,47 +355,32 @@ class Run:
     # ----------------------------------------------------------------------------------------
 
     def finish(self, samples, device: torch.device | None = None, tta: bool = False) -> dict:
-        """Choose the post-processing on validation, score the test split once, write
-        ``metrics.json``, the score tables and the figures; returns the metrics.
-
-        With a group split the metrics hold three scores: ``val`` (held-out groups: what
-        chose the checkpoint and the post-processing), ``val_seen`` (images of the training
-        groups the network did not train on: what a random split would report) and ``test``
-        (other held-out groups, scored once)."""
+        """Score the best network on the held-out splits
+        (:func:`~unet_lesson.evaluate.score_held_out`: post-processing chosen on validation,
+        the test split scored once) and write ``postprocess.json``, the score table of the
+        reported split, ``metrics.json`` and the figures; returns the metrics."""
         device = device or env.pick_device()
-        net = self.load_model(device)
-        parts = self.split(samples)
-        val, test = parts["val"], parts["test"]
-        started = time.perf_counter()
-        val_probs = predict_samples(net, val, self.config, device, tta, desc="validation")
-        post, grid = tune_postprocessing(val, val_probs, self.config.target)
-        files.write_csv(self.path("postprocess_grid.csv"), grid)
-        files.write_json(self.path("postprocess.json"), post.to_dict())
-        held_out, name = (test, "test") if test else (val, "val")
-        probs = val_probs if held_out is val else predict_samples(
-            net, held_out, self.config, device, tta, desc="test images")
-        scores = score_samples(held_out, probs, post)
-        files.write_csv(self.path(f"{name}_scores.csv"), scores)
+        held = score_held_out(self.load_model(device), self.split(samples), self.config,
+                              device, tta)
+        files.write_csv(self.path("postprocess_grid.csv"), held.grid)
+        files.write_json(self.path("postprocess.json"), held.post.to_dict())
+        reported = held.scores[held.reported]
+        files.write_csv(self.path(f"{held.reported}_scores.csv"), reported)
         history = self.history()
-        metrics = {"reported_split": name, name: summarise(scores),
-                   "val": summarise(score_samples(val, val_probs, post))}
-        if parts["val_seen"]:
-            seen = parts["val_seen"]
-            seen_probs = predict_samples(net, seen, self.config, device, tta, desc="val_seen")
-            metrics["val_seen"] = summarise(score_samples(seen, seen_probs, post))
-        metrics.update({
-            "split": self.config.split, "postprocess": post.to_dict(),
-            "best_epoch": self.best_epoch(), "epochs_trained": len(history),
-            "train_minutes": round(float(history["seconds"].sum()) / 60, 2),
-            "evaluate_seconds": round(time.perf_counter() - started, 1),
-            "device": env.describe(device)["device"], "tta": tta,
-            "config": self.config.to_dict(),
-        })
+        metrics = {**held.metrics(), "fingerprint": self.fingerprint("best.pt", tta),
+                   "split": self.config.split,
+                   "postprocess": held.post.to_dict(), "best_epoch": self.best_epoch(),
+                   "epochs_trained": len(history),
+                   "train_minutes": round(float(history["seconds"].sum()) / 60, 2),
+                   "evaluate_seconds": held.seconds, "device": env.device_name(device), "tta": tta,
+                   "config": self.config.to_dict()}
         files.write_json(self.path("metrics.json"), metrics)
         self.save_figure("curves.png", plotting.plot_history(history))
+        by_id = {s.image_id: s for s in samples}
+        shown = [by_id[i] for i in reported["image_id"]]
         self.save_figure("comparison.png", plotting.comparison_figure(
-            held_out, probs, post, plotting.pick_examples(scores),
-            f"{name} images: DSB score {metrics[name]['dsb']:.3f}"))
+            shown, held.probabilities, held.post, plotting.pick_examples(reported),
+            f"{held.reported} images: DSB score {metrics[held.reported]['dsb']:.3f}"))
         return metrics
 
     def predict(self, samples, device: torch.device | None = None, tta: bool = False
@@ -393,34 +397,9 @@ class Run:
         return self.path(name)
 
 
-def course_folder(kind: str, source: DataSource, device: torch.device | None = None) -> Path:
-    """``runs/<kind>_<real|synthetic>_<fast|cpu|gpu>``: the course's run of ``course_config(kind)``
-    on ``source``, one folder per data set and mode, so a fast CI run never replaces a real one.
-
-    Used in notebook 10.
-    """
-    return env.runs_dir() / f"{kind}_{source.kind}_{env.mode(device)}"
-
-
-def course_run(kind: str = "practical", device: torch.device | None = None
-               ) -> tuple[Run, list]:
-    """``(run, samples)``: the course's finished run of ``kind`` on the course's data (the real
-    set when it is there, else the synthetic one), reused if notebook 10 (or an earlier call)
-    trained it, else trained now (:meth:`Run.trained`).
-
-    Used in notebook 11.
-    """
-    device = device or env.pick_device()
-    source = find_or_make_dataset()
-    print(source)
-    samples = load_dsb_folder(source.root)
-    folder = course_folder(kind, source, device)
-    return Run.trained(folder, course_config(kind, device), source.root, samples, device), samples
-
-
 def _describe(folder: Path) -> str:
     try:
-        epochs = int(load_checkpoint(folder / "last.pt")["epoch"]) + 1
+        epochs = epochs_in(folder / "last.pt")
         trained = f"{epochs} epoch(s) trained"
     except (CheckpointError, KeyError):
         trained = "no finished epoch"
