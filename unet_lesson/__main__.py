@@ -1,4 +1,4 @@
-"""``python -m unet_lesson ...``: see :mod:`unet_lesson.cli`."""
+"""``python -m unet_lesson ...``: see :mod:`unet_lesson.course.cli`."""
 
 import sys
 
