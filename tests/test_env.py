@@ -29,15 +29,25 @@ def test_by_mode_picks_the_setting(monkeypatch):
     assert env.by_mode(fast=1, cpu=2, gpu=3, device=torch.device("cuda")) == 3
 
 
-def test_device_can_be_forced_and_defaults_sensibly(monkeypatch):
-    monkeypatch.setenv("UNET_LESSON_DEVICE", "cpu")
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [(True, True, "cuda"), (False, True, "mps"),
+                                                       (False, False, "cpu")])
+def test_the_device_cascade_is_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.delenv("UNET_LESSON_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(env, "_mps_available", lambda: mps)
+    assert env.pick_device() == torch.device(expected)
+    monkeypatch.setenv("UNET_LESSON_DEVICE", "cpu")  # the variable wins over the cascade
     assert env.pick_device() == torch.device("cpu")
-    monkeypatch.delenv("UNET_LESSON_DEVICE")
-    expected = "cuda" if torch.cuda.is_available() else None
-    assert env.pick_device().type in {expected, "mps", "cpu"}
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            env.pick_device("cuda")
+
+
+def test_a_device_asked_for_but_missing_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(env, "_mps_available", lambda: False)
+    with pytest.raises(RuntimeError, match="'cuda' was asked for, but CUDA is not available"):
+        env.pick_device("cuda")
+    monkeypatch.setenv("UNET_LESSON_DEVICE", "mps")
+    with pytest.raises(RuntimeError, match="'mps' was asked for, but MPS is not available"):
+        env.pick_device()
 
 
 def test_seed_everything_repeats_every_generator():
