@@ -23,14 +23,17 @@ def test_the_tiny_run_measures_everything_it_reports(acceptance, tmp_path, monke
     out = tmp_path / "acceptance.json"
     results = acceptance.main(["--tiny", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
-    assert results["environment"]["precision rule"] == "fp32"  # a CPU, amp_cpu off
+    from unet_lesson.precision import cpu_has_native_bf16
+
+    cpu_amp = "bf16" if cpu_has_native_bf16() else "fp32"  # the rule: bf16 where native
+    assert results["environment"]["precision rule"] == cpu_amp
     rows = results["throughput"]
     assert [r["variant"] for r in rows] == ["fp32 eager", "channels_last",
                                             "channels_last + amp"]
     for row in rows:
         assert row["images_per_s"] > 0 and row["gflops_per_image"] > 0
         assert row["mfu"] is None  # no datasheet peak for a CPU: never a made-up number
-    assert rows[2]["precision"] == "bf16"  # amp on a CPU: bf16 autocast
+    assert rows[2]["precision"] == cpu_amp  # amp on a CPU: bf16 autocast where native
     training = results["training"]
     assert training["epochs"] >= 1 and 0.0 <= training["val_dsb"] <= 1.0
     assert {"val_dsb", "test_dsb", "seconds_per_epoch", "best_epoch"} <= set(training)
@@ -71,10 +74,13 @@ def test_the_time_boxed_run_sizes_its_epochs_from_the_measured_rate(acceptance):
     assert acceptance.epoch_tiles(None, 4.0, 32) == 4000  # not measured: the GPU size
 
 
-def test_the_rate_used_is_the_one_of_the_runs_own_step(acceptance):
+def test_the_rate_used_is_the_one_of_the_runs_own_step(acceptance, monkeypatch):
     import torch
 
+    from unet_lesson import precision
     from unet_lesson.config import apply_overrides, preset
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # a CPU with bf16
 
     rows = [{"width": 32, "variant": "channels_last", "images_per_s": 2.0},
             {"width": 32, "variant": "channels_last + amp", "images_per_s": 5.3},

@@ -62,15 +62,64 @@ def test_same_padding_blending_hides_the_tile_seams():
     assert errors[1] > errors[2] and errors[2] < 0.05  # and more overlap removes more
 
 
-def test_tta_averages_the_flipped_predictions():
+def _by_hand(net, img, turns, flip):
+    """The prediction of one of the 8 transforms, mapped back, in numpy."""
+    seen = np.rot90(img, turns, axes=(1, 2))
+    seen = np.flip(seen, 2) if flip else seen
+    p = predict_tiled(net, seen.copy(), tile_size=20 if net.config.padding == "valid" else None)
+    p = np.flip(p, 2) if flip else p
+    return np.rot90(p, -turns, axes=(1, 2))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_tta_is_the_mean_of_the_8_mapped_back_predictions(padding):
     torch.manual_seed(0)
-    net = UNet(in_channels=1, num_classes=2, base_channels=4, depth=2, padding="same")
-    img = _image((1, 48, 40))
-    expected = np.mean([
-        np.flip(predict_tiled(net, np.flip(img, axes).copy()), axes)
-        for axes in [(), (2,), (1,), (1, 2)]
-    ], axis=0)
-    np.testing.assert_allclose(predict_tiled(net, img, tta=True), expected, atol=1e-6)
+    net = UNet(in_channels=1, num_classes=2, base_channels=4, depth=2, padding=padding)
+    img = _image((1, 48, 40))  # not square: a quarter turn changes the shape
+    expected = np.mean([_by_hand(net, img, t, f) for t in range(4) for f in (False, True)],
+                       axis=0)
+    tile = 20 if padding == "valid" else None
+    tiled = predict_tiled(net, img, tta=True, tile_size=tile)
+    assert tiled.shape == (2, 48, 40)
+    np.testing.assert_allclose(tiled, expected, atol=1e-6)
+    assert np.abs(tiled - predict_tiled(net, img, tile_size=tile)).max() > 1e-4  # not one pass
+
+
+class _Symmetric(torch.nn.Module):
+    """A network symmetric by construction: a 3x3 filter unchanged by every flip and quarter
+    turn, then a 1x1 convolution. Its output turns and flips with its input exactly."""
+
+    def __init__(self):
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(in_channels=1, num_classes=2, padding="same", depth=0)
+        self.smooth = torch.nn.Conv2d(1, 4, 3, padding=1)
+        corner, edge, centre = torch.randn(3, 4, 1, 1, 1)  # per output channel
+        pattern = torch.tensor([[0, 1, 0], [1, 2, 1], [0, 1, 0]])  # [[a b a] [b c b] [a b a]]
+        kernel = torch.where(pattern == 0, corner, torch.where(pattern == 1, edge, centre))
+        self.smooth.weight.data.copy_(kernel)  # (4, 1, 3, 3)
+        self.classify = torch.nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.classify(torch.tanh(self.smooth(x)))
+
+
+def test_tta_equals_the_plain_prediction_for_a_symmetric_network():
+    from unet_lesson.predict import DIHEDRAL, dihedral, dihedral_inverse
+
+    torch.manual_seed(0)
+    net = _Symmetric()
+    img = _image((1, 30, 21))  # not square, not symmetric
+    plain = predict_tiled(net, img)
+    np.testing.assert_allclose(predict_tiled(net, img, tta=True), plain, atol=1e-6)
+    x = torch.from_numpy(img)
+    assert len(set(DIHEDRAL)) == 8
+    for turns, flip in DIHEDRAL:  # each transform is undone exactly, and they all differ
+        assert torch.equal(dihedral_inverse(dihedral(x, turns, flip), turns, flip), x)
+    shapes_and_corners = {(tuple(dihedral(x, t, f).shape), float(dihedral(x, t, f)[0, 0, 0]),
+                           float(dihedral(x, t, f)[0, 0, 1])) for t, f in DIHEDRAL}
+    assert len(shapes_and_corners) == 8
 
 
 def test_prediction_restores_training_mode_and_checks_channels():

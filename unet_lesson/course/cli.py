@@ -35,8 +35,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, help="a training run folder (uses its best.pt)")
     p.add_argument("--checkpoint", type=Path, help="another checkpoint of a run instead of "
                    "--run, e.g. RUN/last.pt")
-    p.add_argument("--tta", action="store_true", help="average over flips (test-time "
-                   "augmentation: slower, usually a little better)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the "
+                   "predictions of the 8 flips and 90-degree rotations of each image (about 8x "
+                   "the prediction time)")
     _add_device(p)
 
 
