@@ -2,7 +2,8 @@
 
 This module is the one place that writes a run folder. A run folder holds::
 
-    run.json              what the run is: the data it trains on, the package version
+    run.json              what the run is: the data it trains on (and which release of the
+                          DSB set, with how many of its images), the package version
     config.json           its TrainConfig (the config a resume must match)
     splits.csv            image -> train / val / test (the run's own copy)
     history.csv           one row per epoch (loss, learning rate, validation scores, seconds)
@@ -51,6 +52,7 @@ from ..data import load_splits, training_split
 from ..evaluate import PostProcess, score_held_out
 from ..predict import predict_samples
 from ..train import OneProcess, fit
+from .release import identify_release
 
 FORMAT = "unet-lesson-run/1"
 RECORD = ("run.json", "config.json", "splits.csv", "history.csv", "last.pt", "best.pt")
@@ -134,7 +136,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         files.write_json(folder / "run.json", {"format": FORMAT, "data_root": str(data_root),
                                                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                               "unet_lesson": __version__})
+                                               "unet_lesson": __version__,
+                                               "data_release": identify_release(data_root)})
         files.write_csv(folder / "splits.csv", splits)
         config.save(folder / "config.json")
         return cls(folder, config, data_root)
@@ -189,13 +192,14 @@ class Run:
 
     @classmethod
     def trained(cls, folder: str | Path, config: TrainConfig, data_root: str | Path, samples,
-                device: torch.device | None = None, splits: pd.DataFrame | None = None
-                ) -> Run:
+                device: torch.device | None = None, splits: pd.DataFrame | None = None,
+                quiet: bool = False) -> Run:
         """A finished run of exactly ``config`` on ``data_root`` in ``folder``: reused if it is
         there, continued if it was interrupted, else trained from the start (replacing a run
         of another configuration, data or split, with a message). Notebook 11 uses notebook
         10's run this way, without training it again; experiments that share one split
-        (notebooks 11 and 12) pass it as ``splits``, as to :meth:`create`."""
+        (notebooks 11 and 12) pass it as ``splits``, as to :meth:`create`. ``quiet``: one
+        line per run, as :meth:`train`."""
         folder = Path(folder)
         try:
             run = cls.open(folder)
@@ -207,11 +211,11 @@ class Run:
             run, same = None, False
         if run is None or not same:
             if holds_run(folder):
-                print(f"{folder} holds a run of another configuration, data or split: "
+                print(f"{folder.name} holds a run of another configuration, data or split: "
                       f"training anew")
             run = cls.create(folder, config, data_root, samples, overwrite=True, splits=splits)
         if not run.finished():
-            run.train(samples, device)
+            run.train(samples, device, quiet=quiet)
         return run
 
     # ----------------------------------------------------------------------------------------
@@ -245,13 +249,14 @@ class Run:
 
     def train(self, samples, device: torch.device | None = None, *,
               until_epoch: int | None = None, time_limit_s: float | None = None,
-              watch=None, processes=None) -> pd.DataFrame:
+              watch=None, processes=None, quiet: bool = False) -> pd.DataFrame:
         """Train (or continue training, from ``last.pt``) to ``config.num_epochs``.
 
         The results of an older state of the network (metrics, figures, post-processing,
         submissions) are removed first. ``watch(row, state)``: called after each epoch is
         saved, with its history row and checkpoint state (notebook 10 predicts one image
-        with each epoch's weights). Returns the history of the whole run.
+        with each epoch's weights). ``quiet``: one line when training ends instead of one
+        per epoch. Returns the history of the whole run.
         """
         parts = self.split(samples)
         state = None
@@ -266,16 +271,25 @@ class Run:
                 for name in ("history.csv", "best.pt"):
                     self.path(name).unlink(missing_ok=True)
             self.clear_results()
+
         def on_epoch(row: dict, state: dict, is_best: bool) -> None:
-            self._save_epoch(row, state, is_best)
+            self._save_epoch(row, state, is_best, quiet)
             if watch is not None:
                 watch(row, state)
 
-        return fit(self.config, parts["train"], parts["val"], device=device,
-                   resume_from=state, on_epoch=on_epoch, until_epoch=until_epoch,
-                   time_limit_s=time_limit_s, processes=processes)
+        history = fit(self.config, parts["train"], parts["val"], device=device,
+                      resume_from=state, on_epoch=on_epoch, until_epoch=until_epoch,
+                      time_limit_s=time_limit_s, processes=processes)
+        if quiet and processes.is_main and len(history):
+            best = history.loc[history["val_dsb"].idxmax()] if history["val_dsb"].notna().any() \
+                else None
+            print(f"{self.folder.name}: {len(history)} epochs, "
+                  f"{history['seconds'].sum() / 60:.1f} min"
+                  + (f"; best validation DSB {best['val_dsb']:.3f} (epoch {int(best['epoch'])})"
+                     if best is not None else ""), flush=True)
+        return history
 
-    def _save_epoch(self, row: dict, state: dict, is_best: bool) -> None:
+    def _save_epoch(self, row: dict, state: dict, is_best: bool, quiet: bool = False) -> None:
         state["data_root"] = str(self.data_root)
         save_checkpoint(self.path("last.pt"), **state)
         if is_best:
@@ -283,6 +297,8 @@ class Run:
         files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
         scores = "" if row["val_dsb"] is None else (f", validation Dice {row['val_dice']:.3f}, "
                                                     f"DSB {row['val_dsb']:.3f}")
+        if quiet:
+            return
         print(f"epoch {row['epoch']}/{self.config.num_epochs}: loss {row['train_loss']:.4f}"
               f"{scores} ({row['seconds']:.0f} s); saved last.pt{' and best.pt' * is_best}",
               flush=True)

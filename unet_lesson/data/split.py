@@ -185,11 +185,6 @@ def split_summary(splits: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------------------------
-# 4. A figure of the groups
-# --------------------------------------------------------------------------------------------
-
-
 def training_split(samples, kind: str = "group", val_fraction: float = 0.15,
                    test_fraction: float = 0.15, seen_fraction: float = 0.1,
                    seed: int = 0) -> pd.DataFrame:
