@@ -2,7 +2,8 @@
 
 Every notebook's first code cell calls :func:`setup`; :func:`describe` is what it prints
 (mode, device, Colab or not, folders, versions), and :func:`show_source` brings the package's
-code into a hosted notebook, where the package is installed out of sight.
+code into a hosted notebook, where the package is installed out of sight. :func:`quoted`
+prints a number the notebook's text quotes, so a test can hold the two together.
 
 Not built in a notebook: the machinery of the notebooks' setup cell.
 """
@@ -91,7 +92,7 @@ def describe(device: torch.device | None = None) -> dict[str, str]:
     """
     device = device or env.pick_device()
     return {
-        "mode": env.mode(device),
+        "mode": env.mode(device) + (" (Apple MPS: the CPU sizing)" * (device.type == "mps")),
         "device": env.device_name(device),
         "colab": str(in_colab()),
         "cpu threads": str(torch.get_num_threads()),
@@ -128,3 +129,13 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device:
             print(f"{key:<{width}} : {value}")
         print(f"{'seed':<{width}} : {seed}")
     return device
+
+
+def quoted(name: str, value, fmt: str = ".3f") -> str:
+    """Print ``[name] <value>`` and return the formatted value: a number the notebook's
+    markdown quotes, written there as ``<value><!--q:name-->`` (the comment is invisible in
+    the rendered notebook). ``tests/test_quoted_numbers.py`` checks that every quoted number
+    equals the stored output of the same name, so the text cannot drift from the run."""
+    text = format(value, fmt)
+    print(f"[{name}] {text}")
+    return text
