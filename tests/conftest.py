@@ -1,12 +1,16 @@
-"""Shared test set-up: a non-interactive matplotlib, and the real DSB data when it is present."""
+"""Shared test set-up: a non-interactive matplotlib, one torch thread for tiny networks, the
+tiny synthetic set and the one finished run that the tests of run folders read, and the real
+DSB data when it is present."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import matplotlib
 import pytest
+import tiny
 
 matplotlib.use("Agg")
 
@@ -43,3 +47,45 @@ def real_dsb_root() -> Path:
     if not REAL_DSB.is_dir():
         pytest.skip(f"real DSB 2018 data not found at {REAL_DSB} (set UNET_LESSON_REAL_DSB)")
     return REAL_DSB
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """``(root, samples)``: the 10 synthetic 64x64 images of :func:`tiny.tiny_set` in a folder
+    named ``tiny``, made once for the whole session."""
+    return tiny.tiny_set(tmp_path_factory.mktemp("shared") / "tiny", seed=4)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_data, tmp_path_factory) -> Path:
+    """A run folder as ``python -m unet_lesson train`` leaves it: :func:`tiny.tiny_config` (the
+    practical preset, 2 epochs) trained on :func:`tiny_data`, its post-processing tuned and its
+    test split scored. The label cache and split files go to a folder of the session, not the
+    repository's data/.
+
+    Shared by every test that reads a finished run (tests/test_run.py, tests/test_cli.py): read
+    it, never change it; a test that changes a run takes :func:`finished_copy`. A change is
+    caught when the session ends."""
+    from unet_lesson.course.cli import main
+
+    root, _ = tiny_data
+    folder = tmp_path_factory.mktemp("shared") / "finished"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNET_LESSON_DATA", str(tmp_path_factory.mktemp("shared-data")))
+        code = main(["train", "--data", str(root), "--out", str(folder),
+                     "--set", *tiny.tiny_overrides()])
+    assert code == 0, "the train command failed on the tiny set"
+    before = _files(folder)
+    yield folder
+    assert _files(folder) == before, (
+        "a test changed the shared finished run: take the finished_copy fixture instead")
+
+
+@pytest.fixture
+def finished_copy(finished_run, tmp_path) -> Path:
+    """A copy of :func:`finished_run` (``tmp_path/run``) for a test to change."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))

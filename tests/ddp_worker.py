@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import torch
+from tiny import tiny_config  # tests/tiny.py: this script runs from tests/
 
 import unet_lesson.train as train
-from unet_lesson.config import preset
 from unet_lesson.course import distributed
 from unet_lesson.data import load_dsb_folder
 
@@ -25,9 +25,7 @@ def capture(cfg, device):
 
 real_build, train.network_on_device = train.network_on_device, capture
 samples = load_dsb_folder(data, cache=False, progress=False)
-cfg = preset("practical", base_channels=4, depth=2, tile_size=32, batch_size=2,
-             tiles_per_epoch=8, num_epochs=1, num_workers=0, val_max_images=1,
-             channels_last=False, best_above_chance=False, split="random", dropout=0.2)
+cfg = tiny_config(batch_size=2, num_epochs=1, val_max_images=1, dropout=0.2)
 device = distributed.init(torch.device("cpu"))  # join the group torchrun started
 train.fit(cfg, samples[:6], samples[6:8], device=device, processes=distributed.processes())
 weights = torch.cat([p.detach().double().flatten() for p in built[0].parameters()])

@@ -1,6 +1,10 @@
-"""The command line, end to end on a tiny synthetic set (no network, no GPU)."""
+"""The command line, end to end on a tiny synthetic set (no network, no GPU).
 
-import json
+The train command is run once, by the ``finished_run`` fixture of tests/conftest.py; what its
+run folder holds is checked in tests/test_run.py. Here: what each command prints and refuses.
+"""
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,46 +15,46 @@ from unet_lesson.course.cli import build_parser, main
 from unet_lesson.data import make_synthetic_dsb
 from unet_lesson.rle import read_submission_csv
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cli")
-    data = make_synthetic_dsb(base / "tiny", n_images=10, seed=5, image_size=64, progress=False)
-    run = base / "run"
-    code = main(["train", "--data", str(data), "--config", "practical", "--out", str(run),
-                 "--set", "base_channels=4", "depth=2", "tile_size=32", "batch_size=4",
-                 "tiles_per_epoch=8", "num_epochs=2", "num_workers=0", "val_fraction=0.2",
-                 "test_fraction=0.2", "channels_last=false", "best_above_chance=false",
-                 "split=random"])
-    assert code == 0
-    return data, run
+RUN = ["--run", "--checkpoint", "--tta", "--device"]  # every command that reads a run
+OPTIONS = {
+    "demo": ["--out", "--device"],
+    "download": ["--dest", "--source"],
+    "train": ["--data", "--config", "--set", "--out", "--resume", "--overwrite", "--minutes",
+              "--device"],
+    "predict": [*RUN, "--images", "--out"],
+    "evaluate": [*RUN, "--data", "--split"],
+    "submit": [*RUN, "--images", "--out"],
+}
 
 
-@pytest.mark.parametrize("command", ["demo", "download", "train", "predict", "evaluate",
-                                     "submit"])
-def test_every_command_has_help(command, capsys):
+def _help_entries(text: str) -> dict[str, str]:
+    """The options section of an argparse help: ``{"--out": "its description", ...}``."""
+    entries, name = {}, None
+    for line in text.split("options:\n", 1)[1].splitlines():
+        option = re.match(r"  (?:-\w, )?(--[\w-]+)(?: \S+)*(?:  +(.*))?$", line)
+        if option:
+            name = option.group(1)
+            entries[name] = option.group(2) or ""
+        elif name and line.startswith("    "):
+            entries[name] = (entries[name] + " " + line.strip()).strip()
+    return entries
+
+
+@pytest.mark.parametrize("command", list(OPTIONS))
+def test_every_command_describes_each_of_its_arguments(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])
     assert exit_info.value.code == 0
-    assert len(capsys.readouterr().out) > 200
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python -m unet_lesson {command} ")
+    entries = _help_entries(text)
+    assert set(entries) == {"--help", *OPTIONS[command]}
+    undescribed = [name for name, description in entries.items() if not description]
+    assert not undescribed, f"{command} --help: no description for {undescribed}"
 
 
-def test_train_writes_metrics_and_figures(trained, capsys):
-    _, run = trained
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["reported_split"] == "test" and metrics["test"]["n_images"] == 2
-    assert 0.0 <= metrics["test"]["dsb"] <= 1.0
-    history = pd.read_csv(run / "history.csv")
-    # the whole run, whichever epoch was best
-    assert metrics["epochs_trained"] == len(history) == 2 and 1 <= metrics["best_epoch"] <= 2
-    assert metrics["train_minutes"] == round(history["seconds"].sum() / 60, 2)
-    assert set(metrics["test"]["by_modality"]) <= {"fluorescence", "brightfield", "stained"}
-    for name in ("comparison.png", "curves.png", "postprocess.json", "test_scores.csv"):
-        assert (run / name).is_file(), name
-
-
-def test_evaluate_prints_overall_and_by_modality(trained, capsys):
-    _, run = trained
+def test_evaluate_prints_overall_and_by_modality(finished_copy, capsys):
+    run = finished_copy
     assert main(["evaluate", "--run", str(run), "--split", "all"]) == 0
     out = capsys.readouterr().out
     assert "all split: DSB score" in out and "(10 images)" in out
@@ -58,17 +62,17 @@ def test_evaluate_prints_overall_and_by_modality(trained, capsys):
     assert len(scores) == 10 and {"dsb", "dice", "modality"} <= set(scores.columns)
 
 
-def test_evaluate_scores_stage1_test_from_the_solution_csv(trained, tmp_path, capsys):
+def test_evaluate_scores_stage1_test_from_the_solution_csv(finished_copy, tmp_path, capsys):
     from test_data_stage1_test import make_stage1_test
 
-    _, run = trained
+    run = finished_copy
     root, truth = make_stage1_test(tmp_path)
     assert main(["evaluate", "--run", str(run), "--data", str(root), "--split", "all"]) == 0
     assert f"({len(truth)} images)" in capsys.readouterr().out
 
 
-def test_predict_and_submit(trained, tmp_path, capsys):
-    data, run = trained
+def test_predict_and_submit(tiny_data, finished_run, tmp_path, capsys):
+    (data, _), run = tiny_data, finished_run
     assert main(["predict", "--run", str(run), "--images", str(data),
                  "--out", str(tmp_path / "pred")]) == 0
     labels = sorted((tmp_path / "pred").glob("*_labels.png"))
@@ -92,10 +96,10 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "lr takes a float" in capsys.readouterr().err
 
 
-def test_evaluate_on_another_folder_scores_all_of_it_and_refuses_its_splits(trained, tmp_path,
-                                                                            capsys):
+def test_evaluate_on_another_folder_scores_all_of_it_and_refuses_its_splits(finished_copy,
+                                                                            tmp_path, capsys):
     """`evaluate --data OTHER` once scored only OTHER's random 15 % test split, silently."""
-    _, run = trained
+    run = finished_copy
     other = make_synthetic_dsb(tmp_path / "other", n_images=6, seed=9, image_size=64,
                                progress=False)
     assert main(["evaluate", "--run", str(run), "--data", str(other)]) == 0
@@ -105,8 +109,8 @@ def test_evaluate_on_another_folder_scores_all_of_it_and_refuses_its_splits(trai
     assert "to score every image of" in capsys.readouterr().err
 
 
-def test_train_refuses_a_folder_holding_a_run(trained, capsys):
-    data, run = trained
+def test_train_refuses_a_folder_holding_a_run(tiny_data, finished_copy, capsys):
+    (data, _), run = tiny_data, finished_copy
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     assert main(["train", "--data", str(data), "--out", str(run), "--set", "num_epochs=1"]) == 2
     err = capsys.readouterr().err
@@ -114,9 +118,9 @@ def test_train_refuses_a_folder_holding_a_run(trained, capsys):
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
-def test_a_refused_resume_changes_nothing(trained, capsys):
+def test_a_refused_resume_changes_nothing(tiny_data, finished_copy, capsys):
     """`--resume --set base_channels=8` (or lr=0.5) once rewrote config.json."""
-    data, run = trained
+    (data, _), run = tiny_data, finished_copy
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     for change in ("base_channels=8", "lr=0.5"):
         assert main(["train", "--data", str(data), "--out", str(run), "--resume",

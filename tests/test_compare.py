@@ -37,13 +37,8 @@ def tiny_base(**changes):
 
 
 @pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    return tiny.tiny_set(tmp_path_factory.mktemp("data") / "tiny", seed=3)
-
-
-@pytest.fixture(scope="module")
-def compared(tiny_set, tmp_path_factory, one_thread_module):
-    root, samples = tiny_set
+def compared(tiny_data, tmp_path_factory, one_thread_module):
+    root, samples = tiny_data
     out = tmp_path_factory.mktemp("compare")
     table = cmp.compare(ARCHS, SEEDS, tiny_base(), samples, root, out, CPU)
     return table, out
@@ -120,9 +115,9 @@ def test_the_table_says_ternausnet_started_from_random_weights(compared):
     assert encoders["unet"] == "random (He)"
 
 
-def test_a_finished_comparison_is_reused_not_trained_again(compared, tiny_set, monkeypatch):
+def test_a_finished_comparison_is_reused_not_trained_again(compared, tiny_data, monkeypatch):
     table, out = compared
-    root, samples = tiny_set
+    root, samples = tiny_data
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run was trained or scored again")
@@ -134,9 +129,9 @@ def test_a_finished_comparison_is_reused_not_trained_again(compared, tiny_set, m
     pd.testing.assert_frame_equal(again[scores], table[scores])
 
 
-def test_another_split_or_config_trains_anew(compared, tiny_set, tmp_path):
+def test_another_split_or_config_trains_anew(compared, tiny_data, tmp_path):
     _, out = compared
-    root, samples = tiny_set
+    root, samples = tiny_data
     folder = shutil.copytree(out / "unet-seed0", tmp_path / "unet-seed0")
     cfg = cmp.arch_config(tiny_base(), "unet", 0)
     splits = training_split(samples, "random", 0.2, 0.2, seed=0)
@@ -151,9 +146,9 @@ def test_another_split_or_config_trains_anew(compared, tiny_set, tmp_path):
     assert run.finished() and not run.path("metrics.json").exists()
 
 
-def test_a_run_without_a_best_checkpoint_is_noted_not_fatal(compared, tiny_set, tmp_path):
+def test_a_run_without_a_best_checkpoint_is_noted_not_fatal(compared, tiny_data, tmp_path):
     _, out = compared
-    root, samples = tiny_set
+    root, samples = tiny_data
     copy = shutil.copytree(out, tmp_path / "copy")
     for name in ("best.pt", "metrics.json"):
         (copy / "attention_unet-seed1" / name).unlink()
@@ -163,9 +158,9 @@ def test_a_run_without_a_best_checkpoint_is_noted_not_fatal(compared, tiny_set, 
     assert table.set_index("arch").loc["unet", "note"] == ""
 
 
-def test_pruning_table_levels_grow_in_size(compared, tiny_set):
+def test_pruning_table_levels_grow_in_size(compared, tiny_data):
     _, out = compared
-    _, samples = tiny_set
+    _, samples = tiny_data
     run = Run.open(out / "unet++-seed0")
     val = run.split(samples)["val"]
     table = cmp.pruning_table(run, val, CPU)
@@ -281,11 +276,11 @@ def test_permutation_p():
 # --------------------------------------------------------------------------------------------
 
 
-def test_the_benchmark_script_prints_the_comparison(compared, tiny_set, tmp_path, monkeypatch,
+def test_the_benchmark_script_prints_the_comparison(compared, tiny_data, tmp_path, monkeypatch,
                                                     capsys):
     """The script on the fixture's finished runs: same configuration, so nothing trains."""
     _, out = compared
-    root, _ = tiny_set
+    root, _ = tiny_data
     copy = shutil.copytree(out, tmp_path / "runs")
     spec = importlib.util.spec_from_file_location("compare_variants", ROOT / "benchmarks" /
                                                   "compare_variants.py")

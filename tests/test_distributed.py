@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from unet_lesson.checkpoint import load_checkpoint
-from unet_lesson.data import make_synthetic_dsb
 
 HERE = Path(__file__).resolve().parent
-TINY = ["base_channels=4", "depth=2", "tile_size=32", "batch_size=2", "tiles_per_epoch=8",
-        "num_epochs=2", "num_workers=0", "val_max_images=1", "channels_last=false",
-        "best_above_chance=false", "split=random", "val_fraction=0.2", "test_fraction=0.2",
-        "dropout=0.2"]
+# tests/tiny.py's configuration (2 epochs), batch 2 (one per process), with drop-out: its
+# random draws must stay in step across the processes and across a resume
+TINY = tiny_overrides(batch_size=2, val_max_images=1, dropout=0.2)
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="this torch has no torch.distributed")
@@ -34,10 +33,8 @@ def torchrun(*args, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ddp")
-    root = make_synthetic_dsb(base / "set", n_images=10, seed=6, image_size=64, progress=False)
-    return base, root
+def tiny(tiny_data, tmp_path_factory):
+    return tmp_path_factory.mktemp("ddp"), tiny_data[0]  # conftest's synthetic set
 
 
 def test_two_processes_train_and_only_rank_0_writes(tiny):

@@ -5,32 +5,31 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import tiny
 import torch
 
 from unet_lesson.config import differences
 from unet_lesson.course import experiments as ex
-from unet_lesson.data import load_dsb_folder, make_synthetic_dsb, training_split
+from unet_lesson.data import training_split
 
 CPU = torch.device("cpu")
 
 
 def tiny_base():
-    # the paper's network at depth 2 and width 4, two short steps: a smoke test, not a result
-    return ex.claims_config(CPU, base_channels=4, depth=2, tile_size=20, predict_tile=32,
-                            batch_size=2, tiles_per_epoch=4, num_epochs=1, warmup_steps=1,
-                            channels_last=False)
+    # the paper's network at the tests' tiny size (tests/tiny.py), 20-pixel output tiles, two
+    # short steps: a smoke test, not a result
+    return ex.claims_config(CPU, **{**tiny.TINY, "tile_size": 20, "predict_tile": 32,
+                                    "batch_size": 2, "tiles_per_epoch": 4, "num_epochs": 1,
+                                    "warmup_steps": 1, "val_max_images": 1})
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # networks a few channels wide (conftest)
 
 
 @pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    make_synthetic_dsb(root, n_images=12, seed=5, image_size=64, progress=False)
-    samples = load_dsb_folder(root, cache=False, progress=False)
-    splits = training_split(samples, "random", 0.25, 0.0, 0.0)
-    return root, samples, splits
+def tiny_set(tiny_data):
+    root, samples = tiny_data  # conftest's synthetic set
+    return root, samples, training_split(samples, "random", 0.25, 0.0, 0.0)
 
 
 def test_the_base_is_the_papers_configuration_with_adamw():

@@ -12,21 +12,15 @@ from unet_lesson.course.run import Run, RunError
 from unet_lesson.losses import make_targets
 from unet_lesson.train import DIVERGENCE_FACTOR, DivergenceError, fit
 
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    return tiny.tiny_set(tmp_path_factory.mktemp("data") / "tiny", seed=3)
-
-
-tiny_config = tiny.tiny_config
+tiny_config = tiny.tiny_config  # on tiny_data, conftest's synthetic set (10 images)
 
 
 def _weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_resume_continues_exactly(tiny_set, tmp_path):
-    root, samples = tiny_set
+def test_resume_continues_exactly(tiny_data, tmp_path):
+    root, samples = tiny_data
     cfg = tiny_config(dropout=0.3)  # drop-out draws from the RNG: resume must restore it
     Run.create(tmp_path / "straight", cfg, root, samples).train(samples)
     Run.create(tmp_path / "broken", cfg, root, samples).train(samples, until_epoch=0)
@@ -42,9 +36,9 @@ def test_resume_continues_exactly(tiny_set, tmp_path):
     np.testing.assert_allclose(a["train_loss"], b["train_loss"])
 
 
-def test_fit_alone_writes_nothing_and_equals_a_run(tiny_set, tmp_path):
+def test_fit_alone_writes_nothing_and_equals_a_run(tiny_data, tmp_path):
     """The loop knows no folder: the same seed gives the same weights as a run's training."""
-    root, samples = tiny_set
+    root, samples = tiny_data
     cfg = tiny_config(num_epochs=1)
     run = Run.create(tmp_path / "run", cfg, root, samples)
     parts = run.split(samples)
@@ -55,24 +49,8 @@ def test_fit_alone_writes_nothing_and_equals_a_run(tiny_set, tmp_path):
         assert torch.equal(states[-1]["model"][name], value), name
 
 
-def test_run_folder_holds_everything(tiny_set, tmp_path):
-    root, samples = tiny_set
-    Run.create(tmp_path, tiny_config(num_epochs=1), root, samples).train(samples)
-    names = {p.name for p in tmp_path.iterdir()}
-    assert {"run.json", "last.pt", "best.pt", "history.csv", "config.json", "splits.csv"} <= names
-    assert not [n for n in names if n.endswith(".tmp")]
-    state = load_checkpoint(tmp_path / "last.pt")
-    for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "model_config",
-                "train_config", "history", "reference_loss", "data_root"):
-        assert key in state, key
-    net, cfg, _ = load_model(tmp_path / "best.pt", torch.device("cpu"))
-    assert cfg.model.base_channels == 4 and not net.training
-    history = pd.read_csv(tmp_path / "history.csv")
-    assert list(history.columns[:5]) == ["epoch", "train_loss", "lr", "val_dice", "val_dsb"]
-
-
-def test_nan_loss_stops_without_saving(tiny_set, tmp_path, monkeypatch):
-    root, samples = tiny_set
+def test_nan_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
+    root, samples = tiny_data
     monkeypatch.setattr(losses, "ce_dice_loss", lambda logits, *a, **k: logits.sum() * np.nan)
     run = Run.create(tmp_path, tiny_config(), root, samples)
     with pytest.raises(DivergenceError, match=r"loss became nan at epoch 1, step 1 .*lr="):
@@ -80,9 +58,9 @@ def test_nan_loss_stops_without_saving(tiny_set, tmp_path, monkeypatch):
     assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
 
 
-def test_an_exploding_loss_stops_like_a_nan(tiny_set, tmp_path, monkeypatch):
+def test_an_exploding_loss_stops_like_a_nan(tiny_data, tmp_path, monkeypatch):
     """A loss 100x its first value stops the run with the same message, nothing saved."""
-    root, samples = tiny_set
+    root, samples = tiny_data
     calls = []
     real = losses.ce_dice_loss
 
@@ -99,9 +77,9 @@ def test_an_exploding_loss_stops_like_a_nan(tiny_set, tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 0  # the good epoch 0 stays
 
 
-def test_a_huge_learning_rate_is_caught(tiny_set, tmp_path):
+def test_a_huge_learning_rate_is_caught(tiny_data, tmp_path):
     """The real thing (--set lr=1e6): the run stops with an error instead of a 'best' model."""
-    root, samples = tiny_set
+    root, samples = tiny_data
     cfg = tiny_config(lr=1e6, num_epochs=4, warmup_steps=0, best_above_chance=True)
     run = Run.create(tmp_path, cfg, root, samples)
     with pytest.raises(DivergenceError, match="loss became"):
@@ -109,8 +87,8 @@ def test_a_huge_learning_rate_is_caught(tiny_set, tmp_path):
     assert not (tmp_path / "best.pt").exists()
 
 
-def test_an_epoch_at_chance_never_becomes_best(tiny_set, tmp_path, monkeypatch):
-    root, samples = tiny_set
+def test_an_epoch_at_chance_never_becomes_best(tiny_data, tmp_path, monkeypatch):
+    root, samples = tiny_data
     monkeypatch.setattr("unet_lesson.train.validation_scores",  # a network that finds nothing
                         lambda *a, **k: {"val_dice": 0.0, "val_dsb": 0.0})
     run = Run.create(tmp_path, tiny_config(best_above_chance=True), root, samples)
@@ -121,10 +99,10 @@ def test_an_epoch_at_chance_never_becomes_best(tiny_set, tmp_path, monkeypatch):
         run.finish(samples, torch.device("cpu"))
 
 
-def test_chance_is_the_better_constant_prediction(tiny_set):
+def test_chance_is_the_better_constant_prediction(tiny_data):
     from unet_lesson.metrics import dsb_score, pixel_dice
 
-    _, samples = tiny_set
+    _, samples = tiny_data
     empty = [s.__class__(s.image_id, s.image, np.zeros_like(s.labels), s.folder)
              for s in samples[:2]]
     chosen = empty + samples[:2]
@@ -156,8 +134,8 @@ def test_best_needs_to_beat_chance_and_earlier_epochs():
 
 
 @pytest.mark.parametrize("name", ["paper", "practical"])
-def test_both_configurations_train(tiny_set, tmp_path, name):
-    root, samples = tiny_set
+def test_both_configurations_train(tiny_data, tmp_path, name):
+    root, samples = tiny_data
     cfg = tiny_config(name, tile_size=24, batch_size=2, tiles_per_epoch=4, num_epochs=1,
                       val_max_images=1, warmup_steps=1, best_above_chance=True,
                       channels_last=True)
@@ -181,8 +159,8 @@ def test_make_targets_separates_touching_nuclei():
     assert set(three) == {"target"} and set(np.unique(three["target"])) == {0, 1, 2}
 
 
-def test_trained_reuses_resumes_or_retrains(tiny_set, tmp_path):
-    root, samples = tiny_set
+def test_trained_reuses_resumes_or_retrains(tiny_data, tmp_path):
+    root, samples = tiny_data
     cfg = tiny_config(num_epochs=2)
     Run.create(tmp_path, cfg, root, samples).train(samples, until_epoch=0)  # unfinished
     run = Run.trained(tmp_path, cfg, root, samples)  # resumed to the end
@@ -196,13 +174,13 @@ def test_trained_reuses_resumes_or_retrains(tiny_set, tmp_path):
     assert Run.open(tmp_path).config == other
 
 
-def test_training_and_validation_run_in_the_same_precision(tiny_set, monkeypatch):
+def test_training_and_validation_run_in_the_same_precision(tiny_data, monkeypatch):
     """Validation once ran in fp32 while training ran in bf16 (two autocast rules)."""
     import unet_lesson.predict as predict_module
     import unet_lesson.train as train_module
     from unet_lesson import precision
 
-    _, samples = tiny_set
+    _, samples = tiny_data
     seen = []
 
     def recording(device, dtype):
@@ -217,10 +195,10 @@ def test_training_and_validation_run_in_the_same_precision(tiny_set, monkeypatch
 
 
 @pytest.mark.parametrize("name", ["practical", "paper"])
-def test_augmentation_on_the_device_trains_and_resumes_exactly(tiny_set, tmp_path, name):
+def test_augmentation_on_the_device_trains_and_resumes_exactly(tiny_data, tmp_path, name):
     """augment_on_device: the DataLoader cuts windows, the batch is deformed and its targets
     made on the device (the weight map on the CPU, after the deformation)."""
-    root, samples = tiny_set
+    root, samples = tiny_data
     cfg = tiny_config(name, augment_on_device=True, dropout=0.2, tile_size=24, batch_size=2,
                       tiles_per_epoch=4)
     Run.create(tmp_path / "straight", cfg, root, samples).train(samples)

@@ -585,22 +585,17 @@ def test_without_torchvision_pretrained_falls_back_with_one_warning(monkeypatch)
 
 
 @pytest.mark.parametrize("arch", ["unet++", "attention_unet"])
-def test_a_variant_trains_predicts_and_reloads_through_a_run(arch, tmp_path):
+def test_a_variant_trains_predicts_and_reloads_through_a_run(arch, tiny_data, tmp_path):
     """Each variant goes through the same run, overlap-tile prediction and checkpoints."""
     import numpy as np
+    from tiny import tiny_config
 
     from unet_lesson.checkpoint import load_model
-    from unet_lesson.config import preset
     from unet_lesson.course.run import Run
-    from unet_lesson.data import load_dsb_folder, make_synthetic_dsb
 
-    root = make_synthetic_dsb(tmp_path / "data", n_images=8, seed=2, image_size=64,
-                              progress=False)
-    samples = load_dsb_folder(root, cache=False, progress=False)
-    cfg = preset("practical", arch=arch, base_channels=4, depth=2, tile_size=32,
-                 predict_tile=48, batch_size=2, tiles_per_epoch=4, num_epochs=1,
-                 num_workers=0, val_max_images=1, split="random", best_above_chance=False,
-                 deep_supervision=arch == "unet++", channels_last=False)
+    root, samples = tiny_data
+    cfg = tiny_config(arch=arch, deep_supervision=arch == "unet++", predict_tile=48,
+                      batch_size=2, tiles_per_epoch=4, num_epochs=1, val_max_images=1)
     run = Run.create(tmp_path / "run", cfg, root, samples)
     run.train(samples)
     net, loaded, _ = load_model(run.path("last.pt"), torch.device("cpu"))

@@ -15,6 +15,11 @@ def tiny_config(name: str = "practical", **changes):
     return preset(name, **{**TINY, **changes})
 
 
+def tiny_overrides(**changes) -> list[str]:
+    """TINY, with ``changes`` on top, as the command line's ``--set KEY=VALUE`` arguments."""
+    return [f"{key}={value}" for key, value in {**TINY, **changes}.items()]
+
+
 def tiny_set(folder, seed: int, n_images: int = 10):
     """``(root, samples)``: a synthetic set of 64x64 images written to ``folder``."""
     root = make_synthetic_dsb(folder, n_images=n_images, seed=seed, image_size=64,

@@ -17,7 +17,7 @@ trains a small U-Net for a few minutes, scores it on held-out images and writes 
 image | true mask | prediction.
 
 With the real data:
-  python -m unet_lesson download                        # stage1_train, stage1_test, solution
+  python -m unet_lesson download                        # stage1_train (fixed), test, solution
   python -m unet_lesson train --data data/dsb2018/stage1_train --config practical --out runs/p
   python -m unet_lesson evaluate --run runs/p           # DSB score overall and by modality
   python -m unet_lesson predict --run runs/p --images data/dsb2018/stage1_test --out runs/p/pred
@@ -57,14 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: runs/demo)")
     _add_device(p)
 
-    p = sub.add_parser("download", help="download the DSB 2018 data (BBBC038 or Kaggle)",
+    p = sub.add_parser("download", help="download the DSB 2018 data (the course's release)",
                        description="Download stage1_train, stage1_test and the stage-1 "
-                       "solution. 'bbbc038' (the Broad Institute's copy) needs no account; "
-                       "'kaggle' needs a Kaggle API token (KAGGLE_API_TOKEN or "
-                       "~/.kaggle/access_token; the older ~/.kaggle/kaggle.json works too) and "
-                       "the competition's rules accepted.")
+                       "solution. stage1_train is by default the course's release: the "
+                       "community-fixed one (github.com/lopuhin/kaggle-dsbowl-2018-dataset-"
+                       "fixes, at a pinned commit), verified file by file; --release original "
+                       "takes the competition's own 670 images from --source. 'bbbc038' (the "
+                       "Broad Institute's copy) needs no account; 'kaggle' needs a Kaggle API "
+                       "token (KAGGLE_API_TOKEN or ~/.kaggle/access_token; the older "
+                       "~/.kaggle/kaggle.json works too) and the competition's rules accepted.")
     p.add_argument("--dest", type=Path, help="target folder (default: data/dsb2018)")
-    p.add_argument("--source", choices=["bbbc038", "kaggle"], default="bbbc038")
+    p.add_argument("--source", choices=["bbbc038", "kaggle"], default="bbbc038",
+                   help="where from (default: bbbc038, no account needed)")
+    p.add_argument("--release", choices=["fixed", "original"], default="fixed",
+                   help="stage1_train: the community-fixed release (the course's, default) or "
+                   "the original one")
 
     p = sub.add_parser("train", help="train a U-Net on a DSB-layout folder",
                        description="Train on a stage1_train-style folder into a new run folder "
