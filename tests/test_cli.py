@@ -18,7 +18,7 @@ from unet_lesson.rle import read_submission_csv
 RUN = ["--run", "--checkpoint", "--tta", "--device"]  # every command that reads a run
 OPTIONS = {
     "demo": ["--out", "--device"],
-    "download": ["--dest", "--source"],
+    "download": ["--dest", "--source", "--release"],
     "train": ["--data", "--config", "--set", "--out", "--resume", "--overwrite", "--minutes",
               "--device"],
     "predict": [*RUN, "--images", "--out"],
