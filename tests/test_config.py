@@ -163,3 +163,28 @@ def test_bad_names_and_files(tmp_path):
         from_dict({"colour": "red"})
     with pytest.raises(ValueError, match="unknown preset"):
         preset("fancy")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["nucleus_size=2"], "nucleus_size is the median nucleus diameter .* at least 4 pixels"),
+     (["nucleus_size=-1"], "nucleus_size must satisfy 0 <= nucleus_size <= 256"),
+     (["nucleus_size=300"], "nucleus_size must satisfy 0 <= nucleus_size <= 256"),
+     (["tile_shares=pixels"], "tile_shares must be one of"),
+     (["postprocess_by_modality=maybe"], "postprocess_by_modality takes true or false"),
+     (["amp_cpu=sometimes"], "amp_cpu takes true or false")],
+)
+def test_the_accuracy_options_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(preset("laptop"), overrides)
+
+
+def test_the_accuracy_options_default_to_today_but_bf16():
+    cfg = preset("laptop")
+    assert (cfg.nucleus_size, cfg.tile_shares, cfg.postprocess_by_modality) == \
+        (0.0, "image", False)
+    assert cfg.amp_cpu  # bf16 where the CPU has it natively (precision.autocast_dtype)
+    on = apply_overrides(cfg, ["nucleus_size=20", "tile_shares=group",
+                               "postprocess_by_modality=true", "amp_cpu=false"])
+    assert (on.nucleus_size, on.tile_shares, on.postprocess_by_modality, on.amp_cpu) == \
+        (20.0, "group", True, False)

@@ -6,7 +6,10 @@ What :func:`~unet_lesson.train.fit` trains on, made in one place:
   (:class:`~unet_lesson.data.TileDataset`) with the configuration's targets
   (:func:`target_function`) and colour augmentations (:func:`colour_augmentation`);
 * :func:`epoch_tiles` and :func:`train_loader` - which tiles an epoch draws, in a seeded order
-  (the same on a resumed run as on an unbroken one; with several processes, each its share);
+  (the same on a resumed run as on an unbroken one; with several processes, each its share):
+  as many from each training image, or (``tile_shares``) as many from each modality or
+  acquisition group (:func:`tile_strata`), so that a kind of image with few images (stained
+  tissue) gets its stated share of the batches;
 * :class:`DeviceAugmentation` - with ``augment_on_device``, the paper's augmentations and the
   targets made on the batch once it reached the training device (for a GPU), where the
   targets that depend on the labels must be computed *after* the deformation:
@@ -29,8 +32,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
-from .data import Augment, ColourAugment, TileDataset
+from .data import (
+    Augment,
+    ColourAugment,
+    TileDataset,
+    acquisition_groups,
+    image_features,
+    modality_of,
+)
 from .data.batch_augment import BatchAugment
+from .data.scale import at_one_scale
 from .instances import BACKGROUND, BORDER, BORDER_WIDTH, INTERIOR
 from .losses import make_targets
 from .networks import center_crop
@@ -81,17 +92,23 @@ def augments_on_device(cfg: TrainConfig) -> bool:
 def training_tiles(train_set, cfg: TrainConfig) -> TileDataset:
     """Augmented random tiles of the training images, with the config's targets; augmented on
     the device (:func:`augments_on_device`), plain windows with the margin the deformation
-    needs and no targets yet.
+    needs and no targets yet. With ``nucleus_size``, the images are rescaled first, each so its
+    median nucleus has that diameter (:func:`~unet_lesson.data.scale.at_one_scale`).
 
     Used in notebook 08.
     """
     augment = Augment(elastic=cfg.elastic)
     on_device = augments_on_device(cfg)
     scale = (1 / cfg.scale_augment, cfg.scale_augment) if cfg.scale_augment else None
+    if cfg.nucleus_size:
+        train_set = at_one_scale(train_set, cfg.nucleus_size)
+    # shared by modality or group, an image may give up to all of an epoch's tiles
+    per_image = math.ceil(cfg.tiles_per_epoch / len(train_set)) if cfg.tile_shares == "image" \
+        else cfg.tiles_per_epoch
     return TileDataset(train_set, out_size=cfg.tile_size, padding=cfg.model.padding,
                        depth=cfg.model.depth, augment=None if on_device else augment,
                        target_fn=None if on_device else target_function(cfg),
-                       tiles_per_image=math.ceil(cfg.tiles_per_epoch / len(train_set)),
+                       tiles_per_image=per_image,
                        channels=cfg.model.in_channels, seed=cfg.seed,
                        input_mode=cfg.input_mode, colour=colour_augmentation(cfg), scale=scale,
                        margin=augment.margin() if on_device else 0)
@@ -128,28 +145,80 @@ class DeviceAugmentation:
                 **{name: crop(value) for name, value in targets.items()}}
 
 
-def epoch_tiles(n: int, cfg: TrainConfig, epoch: int, rank: int = 0, world_size: int = 1
-                ) -> list[int]:
+def tile_strata(samples, cfg: TrainConfig) -> list[str] | None:
+    """What each training image's share of an epoch's tiles follows (``cfg.tile_shares``):
+    ``None`` for ``"image"`` (as many tiles from each image), else each image's modality
+    (:func:`~unet_lesson.data.modality_of`) or acquisition group
+    (:func:`~unet_lesson.data.acquisition_groups` of the training images), computed once
+    per run.
+
+    Not built in a notebook: :func:`~unet_lesson.train.fit` passes it to :func:`train_loader`.
+    """
+    if cfg.tile_shares == "image":
+        return None
+    if cfg.tile_shares == "modality":
+        return [modality_of(s.image) for s in samples]
+    return [str(g) for g in acquisition_groups(image_features(samples))]
+
+
+def epoch_tiles(n: int, cfg: TrainConfig, epoch: int, rank: int = 0, world_size: int = 1,
+                strata: list[str] | None = None) -> list[int]:
     """The indices of this epoch's ``tiles_per_epoch`` tiles (of ``n``) in a seeded order, the
     same on a resumed run as on an unbroken one; with several processes, this one's share
     (every ``world_size``-th, from its ``rank``: no tile twice).
 
+    ``strata`` (one name per training image, :func:`tile_strata`): every name gets an equal
+    share of the epoch's tiles (one more for some when they do not divide evenly), shared
+    equally by its images; the tiles are then shuffled together. ``None``: an equal share for
+    every image.
+
     Not built in a notebook: :func:`train_loader` calls it.
     """
     order = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
-    rounds = -(-cfg.tiles_per_epoch // n)
-    chosen = torch.cat([torch.randperm(n, generator=order) for _ in range(rounds)])
-    return chosen[: cfg.tiles_per_epoch][rank::world_size].tolist()
+    if strata is None:
+        rounds = -(-cfg.tiles_per_epoch // n)
+        chosen = torch.cat([torch.randperm(n, generator=order) for _ in range(rounds)])
+        return chosen[: cfg.tiles_per_epoch][rank::world_size].tolist()
+    chosen = _shared_tiles(list(strata), cfg.tiles_per_epoch, order, n)
+    return chosen[rank::world_size]
+
+
+def _shared_tiles(strata: list[str], total: int, order: torch.Generator, n: int) -> list[int]:
+    """``total`` tile indices (of ``n``), an equal share for each name of ``strata``."""
+    if not strata or n % len(strata):
+        raise ValueError(f"strata must name each of the dataset's images: {len(strata)} names "
+                         f"for {n} tiles")
+    names = sorted(set(strata))
+    base, extra = divmod(total, len(names))
+    lucky = set(torch.randperm(len(names), generator=order)[:extra].tolist())  # one more
+    picks = []
+    for j, name in enumerate(names):
+        count = base + (j in lucky)
+        images = torch.tensor([i for i, s in enumerate(strata) if s == name])
+        rounds = -(-count // len(images))  # each image once per round, in a random order
+        picks += torch.cat([images[torch.randperm(len(images), generator=order)]
+                            for _ in range(rounds)])[:count].tolist()
+    picks = [picks[k] for k in torch.randperm(total, generator=order).tolist()]
+    # the k-th tile of image i in an epoch is item i + k * (number of images): its own crop
+    seen = [0] * len(strata)
+    chosen = []
+    for i in picks:
+        chosen.append(i + seen[i] * len(strata))
+        seen[i] += 1
+    if max(chosen) >= n:
+        raise ValueError(f"an image gives {max(seen)} tiles this epoch, more than the dataset's "
+                         f"{n // len(strata)} per image (training_tiles sizes it)")
+    return chosen
 
 
 def train_loader(dataset: TileDataset, cfg: TrainConfig, epoch: int, device, rank: int = 0,
-                 world_size: int = 1) -> DataLoader:
-    """This epoch's tiles (:func:`epoch_tiles`) in batches.
+                 world_size: int = 1, strata: list[str] | None = None) -> DataLoader:
+    """This epoch's tiles (:func:`epoch_tiles`, shared by ``strata`` when given) in batches.
 
     Not built in a notebook: :func:`~unet_lesson.train.fit` calls it.
     """
     dataset.set_epoch(epoch)
-    tiles = epoch_tiles(len(dataset), cfg, epoch, rank, world_size)
+    tiles = epoch_tiles(len(dataset), cfg, epoch, rank, world_size, strata)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=tiles,
                       num_workers=cfg.num_workers, drop_last=len(tiles) >= cfg.batch_size,
                       pin_memory=torch.device(device).type == "cuda")

@@ -42,6 +42,9 @@ SPLIT_KINDS = ("group", "random")
 LOSSES = ("weighted_ce", "ce", "ce_dice")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
+TILE_SHARES = ("image", "modality", "group")
+MIN_NUCLEUS_SIZE = 4  # pixels: the smallest nucleus_size (a nucleus needs an interior)
+MAX_TILE = 4096  # pixels: the largest tile_size and predict_tile (larger than any image)
 # fields that change how a run is computed, not what it computes: a resume may change them
 RUNTIME_FIELDS = ("num_workers",)
 
@@ -78,6 +81,11 @@ class TrainConfig:
     colour_augment: bool = False  # stain (HED), hue/saturation and grey jitter (data/colour.py)
     quality_augment: bool = False  # contrast, blur and noise (data/colour.py)
     scale_augment: float = 0.0  # zoom tiles by up to this factor or its inverse (0: off)
+    # nuclei at one scale (data/scale.py): every image is rescaled so its median nucleus
+    # diameter becomes this many pixels, for training and prediction (0: off, native scale)
+    nucleus_size: float = 0.0
+    tile_shares: str = "image"  # an epoch's tiles shared equally by "image" (each training
+    # image), "modality" or "group" (acquisition group), whatever their number of images
     num_workers: int = 2  # DataLoader worker processes
     split: str = "group"  # "group": val and test hold out whole acquisition groups; "random"
     val_fraction: float = 0.15  # for model selection and post-processing
@@ -94,12 +102,16 @@ class TrainConfig:
     num_epochs: int = 40
     # speed
     amp: bool = True  # mixed precision on CUDA (bf16 where native, else fp16)
-    amp_cpu: bool = False  # bf16 on the CPU: fast only where the CPU has native bf16
+    amp_cpu: bool = True  # bf16 on the CPU where the CPU computes it natively, else fp32
+    # (precision.cpu_has_native_bf16); false: fp32 on every CPU
     channels_last: bool = True
     compile: bool = False  # torch.compile the network
     # validation
     val_every: int = 1  # validate every n epochs (and after the last)
     val_max_images: int = 0  # score at most this many validation images per epoch (0: all)
+    # post-processing chosen per modality on validation (a modality with too few validation
+    # images keeps the shared setting: evaluate.tune_postprocessing)
+    postprocess_by_modality: bool = False
     # best.pt only for an epoch that beats chance (evaluate.chance_scores); off only for smoke
     # tests of tiny networks, which learn nothing in a few steps (CI's fast mode)
     best_above_chance: bool = True
@@ -110,7 +122,8 @@ class TrainConfig:
             self.model = UNetConfig(**self.model)
         for name, choices in [("target", TARGETS), ("loss", LOSSES),
                               ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("input_mode", INPUT_MODES), ("split", SPLIT_KINDS)]:
+                              ("input_mode", INPUT_MODES), ("split", SPLIT_KINDS),
+                              ("tile_shares", TILE_SHARES)]:
             check_choice(name, getattr(self, name), choices)
         for f in fields(self):
             if f.name != "model":
@@ -121,6 +134,10 @@ class TrainConfig:
         if self.scale_augment and self.scale_augment <= 1:
             raise ValueError(f"scale_augment is the largest zoom factor (tiles are zoomed by a "
                              f"factor in [1/s, s]): 0 (off) or above 1, got {self.scale_augment}")
+        if 0 < self.nucleus_size < MIN_NUCLEUS_SIZE:
+            raise ValueError(f"nucleus_size is the median nucleus diameter images are rescaled "
+                             f"to: 0 (off) or at least {MIN_NUCLEUS_SIZE} pixels, got "
+                             f"{self.nucleus_size}")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"val_fraction + test_fraction must be below 1 (some images must "
                              f"train), got {self.val_fraction} + {self.test_fraction}")
@@ -136,6 +153,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least {smallest} pixels (2**depth) for a "
                                  f"same-padding U-Net of depth {self.model.depth}, got "
                                  f"{getattr(self, name)}")
+            if getattr(self, name) > MAX_TILE:
+                raise ValueError(f"{name} must be at most {MAX_TILE} pixels, got "
+                                 f"{getattr(self, name)}: a tile is cut from one image (the "
+                                 f"DSB's largest is 1040x1388), so a larger one is mirrored "
+                                 f"border")
 
     @property
     def num_classes(self) -> int:
@@ -157,7 +179,7 @@ RANGES: dict[str, tuple] = {
     "tile_size": (1, None, False, False), "predict_tile": (1, None, False, False),
     "batch_size": (1, None, False, False), "tiles_per_epoch": (1, None, False, False),
     "num_workers": (0, None, False, False), "seen_fraction": (0, 1, False, True),
-    "scale_augment": (0, 4, False, False),
+    "scale_augment": (0, 4, False, False), "nucleus_size": (0, 256, False, False),
     "val_fraction": (0, 1, True, True), "test_fraction": (0, 1, False, True),
     "lr": (0, None, True, False), "momentum": (0, 1, False, True),
     "weight_decay": (0, None, False, False), "warmup_steps": (0, None, False, False),

@@ -13,7 +13,9 @@ never by the image size.
 
 :func:`predict_image` is what training's validation, the evaluation and the command line call:
 the one preprocessing (:func:`unet_lesson.data.to_network_input`, as in training), then
-:func:`predict_tiled` in the run's precision (:mod:`unet_lesson.precision`).
+:func:`predict_tiled` in the run's precision (:mod:`unet_lesson.precision`), at the image's own
+scale or, with ``nucleus_size``, at the scale that gives its nuclei that size
+(:mod:`unet_lesson.data.scale`). ``tta``: the mean over the 8 flips and quarter turns.
 
 Built in notebook 08 (the overlap-tile geometry); notebook 11 predicts with it.
 """
@@ -28,6 +30,8 @@ from torch import nn
 
 from . import env
 from .data import to_network_input
+from .data.scale import nucleus_diameter, rescale_image, scale_factor, to_size
+from .instances import probabilities_to_labels
 from .precision import autocast, autocast_dtype
 from .sizes import input_size_for_output, output_size
 
@@ -70,6 +74,10 @@ def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: i
     image = torch.as_tensor(np.asarray(image, dtype=np.float32))
     if image.ndim != 3 or image.shape[0] != cfg.in_channels:
         raise ValueError(f"expected a ({cfg.in_channels}, H, W) image, got {tuple(image.shape)}")
+    bad = int((~torch.isfinite(image)).sum())
+    if bad:  # NaN would spread to every probability of its tiles, with no error
+        raise ValueError(f"the image holds {bad} NaN or infinite value(s): predict_tiled needs "
+                         f"finite inputs (check how the image was read and normalised)")
     was_training = net.training
     net.eval()
     try:
@@ -215,13 +223,40 @@ def predict_image(net: nn.Module, image: np.ndarray, cfg, device: torch.device |
     prediction tile (``cfg.predict_tile``) in the run's precision: what validation, evaluation
     and the command line use, so the network always sees what it was trained on.
 
+    With ``cfg.nucleus_size`` (nuclei at one scale, :mod:`unet_lesson.data.scale`), the image is
+    first predicted at its own scale (without ``tta``); the median diameter of the nuclei that
+    prediction finds (default decoding) gives the zoom (:func:`scale_from_prediction`); the
+    image is predicted again at that zoom and the probabilities mapped back to (H, W).
+
     Not built in a notebook: :func:`predict_samples` and the command line call it.
     """
     device = device or next(net.parameters()).device
-    x = to_network_input(image, cfg.input_mode, cfg.model.in_channels)  # (C, H, W)
-    return predict_tiled(net, x, tile_size=cfg.predict_tile, batch_size=batch_size,
-                         device=device, amp_dtype=autocast_dtype(device, cfg.amp, cfg.amp_cpu),
-                         tta=tta)
+
+    def predict(picture: np.ndarray, augment: bool) -> np.ndarray:
+        x = to_network_input(picture, cfg.input_mode, cfg.model.in_channels)  # (C, h, w)
+        return predict_tiled(net, x, tile_size=cfg.predict_tile, batch_size=batch_size,
+                             device=device, amp_dtype=autocast_dtype(device, cfg.amp,
+                                                                     cfg.amp_cpu), tta=augment)
+
+    if not cfg.nucleus_size:
+        return predict(image, tta)
+    native = predict(image, False)  # (K, H, W): to measure the nuclei
+    factor = scale_from_prediction(native, cfg.nucleus_size)
+    if factor == 1.0:
+        return predict(image, True) if tta else native
+    zoomed = predict(rescale_image(image, factor), tta)  # (K, h, w)
+    return to_size(zoomed, image.shape[:2])  # (K, H, W)
+
+
+def scale_from_prediction(probs: np.ndarray, nucleus_size: float) -> float:
+    """The zoom that brings the nuclei of a prediction ``probs (K, H, W)``, decoded with the
+    default post-processing, to ``nucleus_size`` pixels (:func:`~unet_lesson.data.scale.
+    scale_factor`); 1 when it finds no nucleus.
+
+    Not built in a notebook: :func:`predict_image` calls it.
+    """
+    labels = probabilities_to_labels(probs)  # the default decoding of 2 or 3 classes
+    return scale_factor(nucleus_diameter(labels), nucleus_size)
 
 
 def predict_samples(net: nn.Module, samples, cfg, device: torch.device | None = None,

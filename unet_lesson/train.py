@@ -27,7 +27,13 @@ import pandas as pd
 import torch
 
 from . import env
-from .batches import DeviceAugmentation, augments_on_device, train_loader, training_tiles
+from .batches import (
+    DeviceAugmentation,
+    augments_on_device,
+    tile_strata,
+    train_loader,
+    training_tiles,
+)
 from .checkpoint import checkpoint_state, rng_state, set_rng_state
 from .config import TrainConfig
 from .evaluate import chance_scores, validation_scores
@@ -227,6 +233,7 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
     device = device or env.pick_device()
     env.seed_everything(cfg.seed)
     tiles = training_tiles(train_set, cfg)
+    strata = tile_strata(train_set, cfg)  # whose equal shares an epoch's tiles are
     on_device = DeviceAugmentation(cfg, tiles) if augments_on_device(cfg) else None
     net = network_on_device(cfg, device)
     step_net = procs.wrap(net, device)  # every step goes through it (UNet++'s heads too)
@@ -253,7 +260,7 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
         epoch_start = time.perf_counter()
         if on_device is not None:
             on_device.set_epoch(epoch)
-        loader = train_loader(tiles, cfg, epoch, device, procs.rank, procs.world_size)
+        loader = train_loader(tiles, cfg, epoch, device, procs.rank, procs.world_size, strata)
         train_loss, reference = train_one_epoch(
             net, loader, loss_fn, optimizer, scheduler, scaler, cfg, device, epoch, step_net,
             reference, on_device)

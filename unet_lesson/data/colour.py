@@ -250,15 +250,15 @@ def apply_colour(image: np.ndarray, rng: np.random.Generator, cfg: ColourAugment
 # --------------------------------------------------------------------------------------------
 
 
-def rescale(image: np.ndarray, labels: np.ndarray, factor: float, order: int = 1
-            ) -> tuple[np.ndarray, np.ndarray]:
+def rescale(image: np.ndarray, labels: np.ndarray | None, factor: float, order: int = 1
+            ) -> tuple[np.ndarray, np.ndarray | None]:
     r"""Zoom ``image (C, H, W)`` and ``labels (H, W)`` by ``factor`` (magnification change).
 
     The output is ``round(H * factor) x round(W * factor)`` pixels. The image is resampled
     bilinearly (``order=1``; 3 for bicubic), smoothed first when shrinking (anti-aliasing);
     the labels by nearest neighbour on the same grid, so every output id is an input id and
     image and labels stay aligned. A nucleus's area becomes about :math:`\text{factor}^2`
-    times its area.
+    times its area. ``labels=None``: the image alone (``None`` comes back for the labels).
 
     **Tiny nuclei.** Shrinking can make a small nucleus fall between the sampled pixels. Such
     a nucleus is put back as one pixel, where its pixel nearest its centroid lands, if that
@@ -271,17 +271,22 @@ def rescale(image: np.ndarray, labels: np.ndarray, factor: float, order: int = 1
     from skimage.transform import resize
 
     image = _check(image)
-    labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
-        raise ValueError(f"labels must be a label image of integers >= 0, got {labels.dtype}")
-    if labels.shape != image.shape[1:]:
-        raise ValueError(f"labels {labels.shape} and image {image.shape[1:]} differ in size")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
+            raise ValueError(f"labels must be a label image of integers >= 0, got "
+                             f"{labels.dtype}")
+        if labels.shape != image.shape[1:]:
+            raise ValueError(f"labels {labels.shape} and image {image.shape[1:]} differ in "
+                             f"size")
     if not (np.isfinite(factor) and factor > 0):
         raise ValueError(f"factor must be a positive number, got {factor!r}")
-    height, width = labels.shape
+    height, width = image.shape[1:]
     out = (max(1, round(height * factor)), max(1, round(width * factor)))
     zoomed = resize(image, (image.shape[0], *out), order=order, mode="reflect",
                     anti_aliasing=factor < 1, preserve_range=True)  # (C, h, w)
+    if labels is None:
+        return _finish(zoomed), None
     moved = resize(labels, out, order=0, mode="edge", anti_aliasing=False,
                    preserve_range=True).astype(labels.dtype)  # (h, w)
     moved = _restore_lost(labels, moved, (out[0] / height, out[1] / width))
