@@ -36,9 +36,11 @@ def split_draws(samples, cfg: TrainConfig, seeds) -> dict[int, pd.DataFrame]:
 
 
 def measure_shift(samples, data_root, cfg: TrainConfig, seeds, out_dir,
-                  device: torch.device | None = None, quiet: bool = True) -> pd.DataFrame:
-    """Train ``cfg`` on the group split of each seed in ``seeds`` (in ``out_dir/split<k>``;
-    a finished run is reused) and score it; one row per split and image, with the columns of
+                  device: torch.device | None = None, quiet: bool = True,
+                  folders: dict[int, Path] | None = None) -> pd.DataFrame:
+    """Train ``cfg`` on the group split of each seed in ``seeds`` (in ``out_dir/split<k>``,
+    or ``folders[k]``; a finished run of the same configuration and split is reused) and
+    score it; one row per split and image, with the columns of
     :func:`~unet_lesson.evaluate.score_samples` and ``split_seed``, ``part`` (``val_seen`` or
     ``held_out``: the split's test groups) and ``group`` (the image's acquisition group).
 
@@ -48,7 +50,7 @@ def measure_shift(samples, data_root, cfg: TrainConfig, seeds, out_dir,
     out_dir = Path(out_dir)
     tables = []
     for seed, splits in split_draws(samples, cfg, seeds).items():
-        folder = out_dir / f"split{seed}"
+        folder = Path((folders or {}).get(seed, out_dir / f"split{seed}"))
         run = Run.trained(folder, cfg, data_root, samples, device, splits, quiet=quiet)
         parts = run.split(samples)
         group_of = dict(zip(splits["image_id"], splits["group"], strict=True))
