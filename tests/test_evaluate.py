@@ -83,7 +83,7 @@ def test_examples_cover_every_modality_and_span_the_scores():
 
 
 # --------------------------------------------------------------------------------------------
-# Object errors per image, and the bootstrap interval of a mean score
+# Object errors per image (the bootstrap interval of a mean score: tests/test_stats.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -101,39 +101,3 @@ def test_score_samples_names_a_merge():
     assert (row["true"], row["predicted"], row["matched"]) == (3, 2, 1)
     assert (row["merged"], row["merges"], row["missed"], row["false positives"]) == (2, 1, 0, 0)
     assert row["dsb"] == pytest.approx(1 / 4)  # TP 1, FP 1 (the merge), FN 2
-
-
-def _exact_bootstrap_means(values):
-    """Brute force: the mean of every one of the n**n equally likely resamples."""
-    import itertools
-
-    values = np.asarray(values, dtype=float)
-    return np.array([values[list(idx)].mean()
-                     for idx in itertools.product(range(len(values)), repeat=len(values))])
-
-
-def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
-    from unet_lesson.stats import bootstrap_interval
-
-    values = [0.1, 0.35, 0.4, 0.8, 0.95]  # 5**5 = 3125 resamples, enumerated
-    exact = _exact_bootstrap_means(values)
-    for level in (0.8, 0.95):
-        want = np.quantile(exact, [(1 - level) / 2, (1 + level) / 2])
-        got = bootstrap_interval(values, level=level, n_resamples=200_000)
-        np.testing.assert_allclose(got, want, atol=0.01)
-    low, high = bootstrap_interval(values)
-    assert low < np.mean(values) < high
-
-
-def test_bootstrap_interval_is_seeded_and_narrows_with_more_images():
-    from unet_lesson.stats import bootstrap_interval
-
-    rng = np.random.default_rng(1)
-    few, many = rng.random(10), rng.random(1000)
-    assert bootstrap_interval(few, seed=3) == bootstrap_interval(few, seed=3)
-    assert np.diff(bootstrap_interval(many)) < np.diff(bootstrap_interval(few))
-    assert bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)  # no spread, no interval
-    with pytest.raises(ValueError, match="no values"):
-        bootstrap_interval([])
-    with pytest.raises(ValueError, match="level"):
-        bootstrap_interval(few, level=1.0)
