@@ -5,9 +5,10 @@ For each image, the probabilities of :func:`unet_lesson.predict.predict_image` b
 competition's metric, per image, with the image's modality, so results can be read by modality.
 
 Post-processing parameters are chosen by :func:`tune_postprocessing` on the **validation** split
-only; the test split is scored once, with the chosen parameters. :func:`validation_scores` is
-what training calls after each epoch; :func:`chance_scores` is the score of predicting no
-nucleus at all, the floor an epoch must beat to become a run's best.
+only (one setting for all images, or with ``postprocess_by_modality`` one per modality:
+:class:`PostProcessByModality`); the test split is scored once, with the chosen parameters.
+:func:`validation_scores` is what training calls after each epoch; :func:`chance_scores` is
+the score of predicting no nucleus at all, the floor an epoch must beat to become a run's best.
 
 Beyond the mean score, :func:`score_samples` can name what happened to the nuclei of each image
 (matched, missed, merged, split, false positives: :func:`unet_lesson.metrics.object_errors`),
@@ -47,7 +48,9 @@ class PostProcess:
     interior_threshold: float = THRESHOLD  # three_class only: seed threshold on p(interior)
     min_size: int = MIN_SIZE  # pixels: smaller objects are removed
 
-    def __call__(self, probs: np.ndarray) -> np.ndarray:
+    def __call__(self, probs: np.ndarray, modality: str | None = None) -> np.ndarray:
+        """The nuclei (int labels) of ``probs (K, H, W)``; ``modality`` is not needed (one
+        setting for every image) but accepted, as :class:`PostProcessByModality` needs it."""
         if self.method == "three_class":
             return probabilities_to_labels(probs, "three_class",
                                            interior_threshold=self.interior_threshold,
@@ -60,8 +63,55 @@ class PostProcess:
     def for_target(cls, target: str, **values) -> PostProcess:
         return cls(method="three_class" if target == "three_class" else "watershed", **values)
 
+    def for_modality(self, modality: str | None) -> PostProcess:
+        return self  # one setting for every modality
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PostProcessByModality:
+    """A post-processing per modality, chosen on that modality's validation images, and the
+    ``shared`` one (chosen on all of them) for every modality that had too few validation
+    images (fewer than ``min_images``) or none. ``images``: how many validation images each
+    modality had (the choice shown).
+
+    Not built in a notebook: :func:`tune_postprocessing` returns it with ``by_modality``.
+    """
+
+    shared: PostProcess
+    by_modality: dict[str, PostProcess] = field(default_factory=dict)
+    min_images: int = 0
+    images: dict[str, int] = field(default_factory=dict)
+
+    def for_modality(self, modality: str | None) -> PostProcess:
+        return self.by_modality.get(modality, self.shared)
+
+    def __call__(self, probs: np.ndarray, modality: str | None = None) -> np.ndarray:
+        """The nuclei of ``probs`` with the setting of ``modality`` (the shared one if it has
+        none, or if ``modality`` is ``None``)."""
+        return self.for_modality(modality)(probs)
+
+    def to_dict(self) -> dict:
+        return {"shared": self.shared.to_dict(),
+                "by_modality": {m: p.to_dict() for m, p in sorted(self.by_modality.items())},
+                "min_images": self.min_images, "validation_images": dict(sorted(
+                    self.images.items()))}
+
+
+def postprocess_from_dict(values: dict) -> PostProcess | PostProcessByModality:
+    """The post-processing a ``to_dict()`` describes: one shared setting (its fields, as in
+    every ``postprocess.json``) or one per modality (``shared`` and ``by_modality``).
+
+    Not built in a notebook: a run folder reads its ``postprocess.json`` with it.
+    """
+    if "shared" not in values:
+        return PostProcess(**values)
+    return PostProcessByModality(PostProcess(**values["shared"]),
+                                 {m: PostProcess(**v) for m, v in values["by_modality"].items()},
+                                 int(values.get("min_images", 0)),
+                                 dict(values.get("validation_images", {})))
 
 
 def score_image(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
@@ -75,8 +125,8 @@ def score_image(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
             "n_pred": int(len(np.unique(pred_labels)) - 1)}
 
 
-def score_samples(samples, probabilities, post: PostProcess, errors: bool = False,
-                  iou: float = 0.5) -> pd.DataFrame:
+def score_samples(samples, probabilities, post: PostProcess | PostProcessByModality,
+                  errors: bool = False, iou: float = 0.5) -> pd.DataFrame:
     """One row per image: id, modality, size, DSB score, pixel Dice, true and predicted counts.
 
     ``errors=True`` adds what happened to the nuclei at IoU ``iou``
@@ -84,14 +134,16 @@ def score_samples(samples, probabilities, post: PostProcess, errors: bool = Fals
     ``missed``, ``merged`` (true nuclei inside a prediction that covers several), ``split``
     (true nuclei cut into several predictions), ``false positives`` and ``merges``
     (predictions covering several nuclei). The DSB score counts a merge of two nuclei as one
-    false positive and two misses; these columns name it.
+    false positive and two misses; these columns name it. Each image is post-processed with
+    the setting of its modality (:class:`PostProcessByModality`) or the one ``post``.
 
     Used in notebook 11.
     """
     rows = []
     for sample, probs in zip(samples, probabilities, strict=True):
-        pred = post(probs)
-        row = {"image_id": sample.image_id, "modality": modality_of(sample.image),
+        modality = modality_of(sample.image)
+        pred = post(probs, modality)
+        row = {"image_id": sample.image_id, "modality": modality,
                "height": sample.labels.shape[0], "width": sample.labels.shape[1],
                **score_image(sample.labels, pred)}
         if errors:
@@ -114,20 +166,58 @@ def summarise(scores: pd.DataFrame) -> dict:
     }
 
 
-def tune_postprocessing(samples, probabilities, target: str, passes: int = 2
-                        ) -> tuple[PostProcess, pd.DataFrame]:
+# The post-processing settings tried (coordinate ascent over this grid: tune_postprocessing).
+# Wide enough that the optimum of a trained network is inside, not on the edge
+POSTPROCESS_GRID = {"threshold": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+                    "min_size": [4, 8, 16, 32, 64],
+                    "interior_threshold": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}
+MIN_MODALITY_IMAGES = 8  # validation images a modality needs for a setting of its own
+
+
+def tune_postprocessing(samples, probabilities, target: str, passes: int = 2,
+                        by_modality: bool = False, min_images: int | None = None
+                        ) -> tuple[PostProcess | PostProcessByModality, pd.DataFrame]:
     """Choose the post-processing on (validation!) samples; returns the best and every try.
 
-    Coordinate ascent from the defaults: each parameter in turn is set to the best of its
-    candidate values with the others fixed, ``passes`` times over (about 25 evaluations instead
-    of the 75 of a full grid). Never call this with test images: the reported test score must
+    Coordinate ascent over :data:`POSTPROCESS_GRID` from the defaults: each parameter in turn
+    is set to the best of its candidate values with the others fixed, ``passes`` times over
+    (a few dozen evaluations instead of the 245 of the full grid; ``interior_threshold`` only
+    for a three-class target). Never call this with test images: the reported test score must
     not have chosen anything.
+
+    ``by_modality``: then also one setting per modality, by the same search on that modality's
+    images from the shared setting, for each modality with at least ``min_images`` of them
+    (default :data:`MIN_MODALITY_IMAGES`; the others keep the shared one): a
+    :class:`PostProcessByModality`; the grid then has a ``modality`` column (``"all"`` for the
+    shared search).
 
     Used in notebook 11.
     """
-    candidates = {"threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "min_size": [8, 16, 32]}
-    if target == "three_class":
-        candidates["interior_threshold"] = [0.3, 0.4, 0.5, 0.6, 0.7]
+    candidates = {k: v for k, v in POSTPROCESS_GRID.items()
+                  if k != "interior_threshold" or target == "three_class"}
+    shared, grid = _coordinate_ascent(samples, probabilities, PostProcess.for_target(target),
+                                      candidates, passes)
+    if not by_modality:
+        return shared, grid
+    min_images = MIN_MODALITY_IMAGES if min_images is None else min_images
+    modalities = [modality_of(s.image) for s in samples]
+    images = {m: modalities.count(m) for m in sorted(set(modalities))}
+    chosen, grids = {}, [grid.assign(modality="all")]
+    for modality, count in images.items():
+        if count < min_images:
+            continue  # too few to choose on: the shared setting
+        mine = [i for i, m in enumerate(modalities) if m == modality]
+        chosen[modality], tried = _coordinate_ascent(
+            [samples[i] for i in mine], [probabilities[i] for i in mine], shared, candidates,
+            passes)
+        grids.append(tried.assign(modality=modality))
+    return (PostProcessByModality(shared, chosen, min_images, images),
+            pd.concat(grids, ignore_index=True))
+
+
+def _coordinate_ascent(samples, probabilities, start: PostProcess, candidates: dict,
+                       passes: int) -> tuple[PostProcess, pd.DataFrame]:
+    """The best setting found from ``start``, and every setting tried with its mean DSB."""
     tried: dict[PostProcess, float] = {}
 
     def score(post: PostProcess) -> float:
@@ -136,7 +226,7 @@ def tune_postprocessing(samples, probabilities, target: str, passes: int = 2
                                          for s, p in zip(samples, probabilities, strict=True)]))
         return tried[post]
 
-    best = PostProcess.for_target(target)
+    best = start
     for _ in range(passes):
         for name, values in candidates.items():
             best = max((replace(best, **{name: v}) for v in values), key=score)
@@ -199,7 +289,7 @@ class HeldOut:
     Not built in a notebook: :func:`score_held_out` returns it.
     """
 
-    post: PostProcess
+    post: PostProcess | PostProcessByModality
     grid: pd.DataFrame
     scores: dict[str, pd.DataFrame]
     reported: str
@@ -216,8 +306,9 @@ class HeldOut:
 def score_held_out(net, parts: dict[str, list], cfg, device=None, tta: bool = False
                    ) -> HeldOut:
     """Score a trained network on its held-out images: choose the post-processing on
-    ``parts["val"]`` (:func:`tune_postprocessing`), then score ``val``, ``val_seen`` (if
-    any) and ``test`` (once, with what validation chose). ``tta``: average the 8 flips and
+    ``parts["val"]`` (:func:`tune_postprocessing`, per modality with the config's
+    ``postprocess_by_modality``), then score ``val``, ``val_seen`` (if any) and ``test``
+    (once, with what validation chose). ``tta``: average the 8 flips and
     rotations at prediction.
 
     With a group split: ``val`` holds out whole acquisition groups (it chose the checkpoint
@@ -229,7 +320,8 @@ def score_held_out(net, parts: dict[str, list], cfg, device=None, tta: bool = Fa
     started = time.perf_counter()
     val = parts["val"]
     val_probs = predict_samples(net, val, cfg, device, tta, desc="validation")
-    post, grid = tune_postprocessing(val, val_probs, cfg.target)
+    post, grid = tune_postprocessing(val, val_probs, cfg.target,
+                                     by_modality=cfg.postprocess_by_modality)
     scores = {"val": score_samples(val, val_probs, post)}
     reported, probabilities = "val", val_probs
     for name in ("val_seen", "test"):

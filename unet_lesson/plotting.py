@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage.segmentation import find_boundaries
 
+from .data.table import modality_of
+
 OUTLINE_TRUE = (0.0, 1.0, 0.3)  # green: true nuclei
 OUTLINE_PRED = (1.0, 0.2, 0.8)  # magenta: predicted nuclei
 ERROR_COLOURS = {  # for error_map: what each pixel of a prediction is
@@ -262,15 +264,15 @@ def comparison_figure(samples, probabilities, post, ids: list[str], title: str,
     each row titled with its image's id and DSB score.
 
     ``probabilities``: the network's output for each sample (in order); ``post`` turns them
-    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`). ``counts=True`` adds the
-    image's object errors to its row title (:func:`row_title`: matched of true nuclei,
-    merged, split, missed, false positives).
+    into nuclei (a :class:`unet_lesson.evaluate.PostProcess`, or one per modality).
+    ``counts=True`` adds the image's object errors to its row title (:func:`row_title`:
+    matched of true nuclei, merged, split, missed, false positives).
 
     Used in notebook 11.
     """
     by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
     chosen = [by_id[i] for i in ids]
-    preds = [post(p) for _, p in chosen]
+    preds = [post(p, modality_of(s.image)) for s, p in chosen]
     titles = [row_title(s.image_id, s.labels, pred, counts)
               for (s, _), pred in zip(chosen, preds, strict=True)]
     fig = show_comparison([s.image for s, _ in chosen], [s.labels for s, _ in chosen],

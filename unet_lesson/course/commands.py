@@ -14,7 +14,7 @@ from PIL import Image
 
 from .. import env, files, plotting
 from ..config import load_config
-from ..data import load_dsb_folder, load_labelled, read_dsb_image
+from ..data import load_dsb_folder, load_labelled, modality_of, read_dsb_image
 from ..data.dsb import sample_folders
 from ..evaluate import format_metrics, score_samples, summarise
 from ..predict import predict_image, predict_samples
@@ -135,7 +135,8 @@ def _predict_folder(args, what: str):
     net, post = run.load_model(device, checkpoint), run.postprocess()
     for sample_dir in env.progress(sample_folders(args.images), desc=what):
         image = read_dsb_image(sample_dir)
-        labels = post(predict_image(net, image, run.config, device, tta=args.tta))
+        probs = predict_image(net, image, run.config, device, tta=args.tta)
+        labels = post(probs, modality_of(image))  # the setting of its modality, if chosen
         yield sample_dir.name, image, labels
 
 

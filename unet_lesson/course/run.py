@@ -49,7 +49,7 @@ from .. import __version__, env, files, plotting
 from ..checkpoint import CheckpointError, epochs_in, load_checkpoint, load_model, save_checkpoint
 from ..config import TrainConfig, apply_overrides, differences, from_dict
 from ..data import load_splits, training_split
-from ..evaluate import PostProcess, score_held_out
+from ..evaluate import PostProcess, PostProcessByModality, postprocess_from_dict, score_held_out
 from ..predict import predict_samples
 from ..train import OneProcess, fit
 from .release import identify_release
@@ -359,11 +359,12 @@ class Run:
     def best_epoch(self) -> int:
         return epochs_in(self.path("best.pt"))
 
-    def postprocess(self) -> PostProcess:
-        """The post-processing chosen on validation, or the default before it was chosen."""
+    def postprocess(self) -> PostProcess | PostProcessByModality:
+        """The post-processing chosen on validation (one setting, or one per modality), or the
+        default before it was chosen."""
         path = self.path("postprocess.json")
         if path.is_file():
-            return PostProcess(**json.loads(path.read_text()))
+            return postprocess_from_dict(json.loads(path.read_text()))
         return PostProcess.for_target(self.config.target)
 
     # ----------------------------------------------------------------------------------------
