@@ -8,7 +8,7 @@ TernausNet11, from the command line.
 Every network trains **the same** configuration (the ``laptop`` preset with ``BASE`` below;
 ``--set`` changes it for all of them) from every seed, on one group split made once, and is
 scored the same way (post-processing chosen on the group validation images, the test groups
-scored once): :func:`unet_lesson.compare.compare`. Only the network changes (UNet++ with deep
+scored once): :func:`unet_lesson.course.compare.compare`. Only the network changes (UNet++ with deep
 supervision; TernausNet11 with its fixed VGG11 encoder, RGB input and depth 5, asking for the
 ImageNet weights, which without torchvision or a network it cannot have: the ``encoder``
 column says so).

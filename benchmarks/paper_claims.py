@@ -4,8 +4,8 @@
     python benchmarks/paper_claims.py --data DIR --seeds 0 1 2 3 4 --sizes 8 32 --n-val 16
     python benchmarks/paper_claims.py --data DIR --seeds 3 --only "w0=0"     # one arm, one seed
 
-The design is :mod:`unet_lesson.experiments`'s (notebook 11 runs the same at its mode's size):
-the paper's configuration (valid padding, no batch norm, drop-out, two classes, weighted
+The design is :mod:`unet_lesson.course.experiments`'s (notebook 11 runs the same at its mode's
+size): the paper's configuration (valid padding, no batch norm, drop-out, two classes, weighted
 cross-entropy, elastic deformation; width 16 on a CPU, AdamW), trained from several seeds on
 subsets of the group split's training part, every run scored on the same validation images
 (held-out acquisition groups) with fixed post-processing:

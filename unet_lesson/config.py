@@ -201,7 +201,7 @@ def _check_type(name: str, value, kind) -> None:
         raise TypeError(f"{name} must be a {kind.__name__}, got {value!r}")
 
 
-# What the generalisation ablation kept (benchmarks/ablation_generalisation.py, README "Results"):
+# What the generalisation ablation kept (benchmarks/ablation_generalisation.py, docs/results.md):
 # per-image percentile inputs with bright backgrounds inverted, and stain/colour augmentation.
 # Scale and quality augmentation added nothing beyond the seed-to-seed spread on top of these
 # (three seeds) and cost time: they stay off (options).
@@ -348,7 +348,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     Model fields take their plain names (``base_channels=8``) or ``model.base_channels=8``.
     Changing the target also changes ``num_classes`` (unless it is set too).
 
-    Not built in a notebook: :func:`load_config` and :meth:`~unet_lesson.run.Run.resume`.
+    Not built in a notebook: :func:`load_config` and :meth:`~unet_lesson.course.run.Run.resume`.
     """
     changes: dict[str, str] = {}
     for item in overrides:
@@ -383,7 +383,8 @@ def differences(saved: TrainConfig, requested: TrainConfig,
                 ignore: tuple[str, ...] = RUNTIME_FIELDS) -> list[str]:
     """``["lr: 0.001 -> 0.5", "model.base_channels: 4 -> 8"]``: every field that differs.
 
-    Not built in a notebook: :meth:`Run.resume <unet_lesson.run.Run.resume>` names refusals with it.
+    Not built in a notebook: :meth:`Run.resume <unet_lesson.course.run.Run.resume>` names
+    refusals with it.
     """
     a, b = flatten(saved), flatten(requested)
     return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in ignore]

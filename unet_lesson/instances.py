@@ -17,13 +17,11 @@ Defaults (pixels, chosen for DSB-sized nuclei of roughly 5 to 40 px across): pro
 threshold 0.5; holes filled; objects smaller than ``MIN_SIZE = 16`` pixels removed (noise; the
 smallest of 4,938 real stage1_train nuclei, every 5th image, has 21 pixels); the distance
 transform blurred by ``SMOOTH = 1`` px and seeded at h-maxima of depth ``H_MAXIMA_DEPTH = 0.5``
-px; border
-width 2 px. The watershed defaults were chosen on 59 real stage1_train images (every 10th),
-taking the true nuclei merged into one mask, blurred and noised
-(:func:`unet_lesson.toy.fake_probability`), as
-the probability: connected components score 0.73 there, the watershed 0.82 (unblurred
-h = 0.5: 0.71, h = 2: 0.70; blurred h = 2: 0.79); `benchmarks/bench_metrics.py --real-dsb`
-reproduces them.
+px; border width 2 px. The watershed defaults were chosen on real stage1_train images, taking
+the true nuclei merged into one mask, blurred and noised
+(:func:`unet_lesson.toy.fake_probability`), as the probability:
+``benchmarks/bench_metrics.py --real-dsb`` scores connected components and the watershed at
+these and other settings that way (its figures: ``docs/benchmarks.md``).
 
 Built in notebook 09 (connected components, the watershed, the three classes); notebook 07
 builds the weight map that is the training-side answer to the same problem.

@@ -29,7 +29,7 @@ smoothing s = 1 (a class absent from the batch and predicted absent scores about
 All losses take logits (B, C, h, w), integer targets (B, H, W) in 0..C-1 and optional weights
 (B, H, W). With ``valid`` padding the network's output is smaller than its input tile, so
 targets and weights larger than the logits are centre-cropped to (h, w) once, with
-:func:`unet_lesson.model.center_crop`. A size difference that is negative or odd cannot come
+:func:`unet_lesson.networks.center_crop`. A size difference that is negative or odd cannot come
 from a centre crop and raises an error; so does a class id outside 0..C-1 (nothing is ignored).
 """
 
@@ -73,7 +73,7 @@ def align_targets(logits: torch.Tensor, targets: torch.Tensor,
             f"targets {big_h}x{big_w} cannot be centre-cropped to the logits' {h}x{w}: they "
             f"must be the same size or larger by an even number of pixels on each axis "
             f"(valid padding loses the same border on every side); check the tile sizes "
-            f"(unet_lesson.model.output_size)"
+            f"(unet_lesson.sizes.output_size)"
         )
     if dh or dw:
         targets = center_crop(targets, h, w)  # (B, h, w)

@@ -263,7 +263,8 @@ def predict_samples(net: nn.Module, samples, cfg, device: torch.device | None = 
                     tta: bool = False, desc: str = "predicting") -> list[np.ndarray]:
     """:func:`predict_image` for each sample (a list, in order), with a progress bar.
 
-    Not built in a notebook: :meth:`Run.predict <unet_lesson.run.Run.predict>` and the command line.
+    Not built in a notebook: :meth:`Run.predict <unet_lesson.course.run.Run.predict>` and the
+    command line.
     """
     return [predict_image(net, s.image, cfg, device, tta)
             for s in env.progress(samples, desc=desc, leave=False)]

@@ -5,7 +5,7 @@ full context (572 in, 388 out), and the overlap-tile strategy must feed each out
 input pixels it depends on. Two ways to find it, checked against each other in the tests:
 
 * **Analytic** (:func:`receptive_field`): follow the stages of
-  :func:`unet_lesson.model.feature_sizes` and carry, for every pixel of the current feature map,
+  :func:`unet_lesson.sizes.feature_sizes` and carry, for every pixel of the current feature map,
   the first and last input pixel it depends on (one axis; the network treats rows and columns
   alike, so a field is the product of a row interval and a column interval):
 
@@ -70,7 +70,7 @@ def receptive_field(input_size: int, depth: int = 4, padding: str = "valid",
     """First and last input pixel that each pixel of a feature map depends on, along one axis.
 
     Returns an int array of shape ``(size, 2)``: row ``i`` is ``(first, last)`` for pixel ``i``
-    of ``stage`` (a stage name of :func:`unet_lesson.model.feature_sizes`, e.g.
+    of ``stage`` (a stage name of :func:`unet_lesson.sizes.feature_sizes`, e.g.
     ``"bottleneck conv b"``; default: the network's output, before the 1x1 convolution, which
     does not change fields). For ``"up L up-conv"`` it is the concatenated map (up-convolution
     output and cropped copy). Field widths are ``last - first + 1`` pixels.

@@ -185,7 +185,7 @@ def input_size_for_output(out_size: int, depth: int = 4, padding: str = "valid")
 def check_input_size(height: int, width: int, depth: int = 4, padding: str = "valid") -> None:
     """Raise a ``ValueError`` naming the nearest legal sizes if a ``valid`` tile is illegal.
 
-    Not built in a notebook: :class:`~unet_lesson.model.UNet` calls it.
+    Not built in a notebook: :class:`~unet_lesson.networks.UNet` calls it.
     """
     if padding == "same":
         return

@@ -3,7 +3,7 @@
 :func:`fit` does, each epoch: draw random (augmented) training tiles, take optimiser steps
 (:func:`train_one_epoch`), score the validation images with the Data Science Bowl metric, and
 hand the epoch's row and a checkpoint state to ``on_epoch``. It knows no folder: a run
-(:class:`unet_lesson.run.Run`) owns the folder and decides what is written; without
+(:class:`unet_lesson.course.run.Run`) owns the folder and decides what is written; without
 ``on_epoch`` nothing is. Given a checkpoint state (``resume_from``), it continues exactly
 where that state stopped: same weights, optimiser and scheduler state, random-number
 generators and data order.

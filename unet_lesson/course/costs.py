@@ -3,7 +3,7 @@ inference and training-step time.
 
 Costs, each measured the same way for every network (:func:`model_costs`):
 
-* ``parameters``: trainable parameters (:func:`~unet_lesson.model.count_parameters`);
+* ``parameters``: trainable parameters (:func:`~unet_lesson.networks.count_parameters`);
 * ``gflops``: floating-point operations (multiply and add counted separately, so 2 x the
   multiply-adds of notebook 06) of one forward pass of one 256x256 image, counted by
   :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products; batch
@@ -22,9 +22,7 @@ Costs, each measured the same way for every network (:func:`model_costs`):
   batch, measured the same way (:func:`train_step_ms`). A run's own wall-clock time
   (``train_s``) is recorded too, but it also counts whatever else the machine was doing.
 
-Built in notebook 12 (beyond the U-Net).
-
-Not built in a notebook: notebook 12's comparison measures its networks with it.
+Used in notebook 12 (beyond the U-Net), directly and through :mod:`.compare`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ single-process :class:`unet_lesson.train.OneProcess` otherwise, so the training 
 knows nothing of ``torchrun``.
 The backend is NCCL on CUDA and gloo on the CPU (the tests run 2 CPU processes with gloo).
 
-Not built in a notebook: the command line's ``train`` uses it (the README says when to).
+Not built in a notebook: the command line's ``train`` uses it (``docs/gpu.md`` says when to).
 """
 
 from __future__ import annotations
@@ -141,8 +141,8 @@ def shutdown() -> None:
 
     The processes first wait for each other, so none tears down its connections while
     another still uses them; only then does each destroy its group. ``train`` calls this
-    before rank 0 scores the run alone: a process that left early while rank 0 was still
-    busy once aborted in CI (gloo, "terminate called without an active exception").
+    before rank 0 scores the run alone: a process that tears down its group while rank 0
+    still uses it can abort the job (gloo: "terminate called without an active exception").
 
     Not built in a notebook: training under torchrun.
     """

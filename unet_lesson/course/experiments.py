@@ -21,7 +21,7 @@ Ronneberger et al. (2015) make two claims a student can test:
   images (held-out acquisition groups);
 * one budget: the same configuration (:func:`claims_config`), the same number of optimiser
   steps; only ``w0``, ``elastic`` or the number of training images change (:class:`Arm`);
-* one network per arm and seed, as a :class:`~unet_lesson.run.Run` in
+* one network per arm and seed, as a :class:`~unet_lesson.course.run.Run` in
   ``out_dir/<arm>-seed<k>``: a finished run is reused, never trained again;
 * the network after its last step (``last.pt``, nothing chosen on validation), scored with
   fixed post-processing (no tuning, so nothing is fitted to the validation images): connected
@@ -34,9 +34,9 @@ Ronneberger et al. (2015) make two claims a student can test:
 
 **Size**: the paper's network and loss (valid padding, no batch norm, drop-out, two classes,
 the weighted cross-entropy), width 16 on a CPU. One departure, stated: AdamW instead of SGD
-with momentum 0.99, because that SGD learned nothing on the real images in the few hundred
-steps a CPU gives in minutes (measured: a pixel Dice of 0.0 after 80 steps, against 0.75 with
-AdamW); the claims are about the loss and the augmentation, not the optimiser.
+with momentum 0.99, because that SGD learns nothing on the real images in the few hundred
+steps a CPU gives in minutes, where AdamW does (the figures: ``docs/results.md``); the claims
+are about the loss and the augmentation, not the optimiser.
 
 Used in notebook 11 (section "The paper's claims, measured") and by
 ``benchmarks/paper_claims.py``.
@@ -73,7 +73,7 @@ def claims_config(device: torch.device | None = None, **changes) -> TrainConfig:
     deformation), sized for this machine's mode, with AdamW (see the module docstring).
 
     Fast (CI): width 4, a few steps. CPU: width 16, 100-pixel output tiles (284-pixel input),
-    batch 2, 80 steps (about 2 minutes a run on a busy 2-core machine). GPU: the paper's
+    batch 2, 80 steps (minutes a run: ``docs/results.md`` has the time). GPU: the paper's
     width 64 and 388-pixel tiles, batch 4, 1000 steps.
     Validation during training scores one image (it only marks the checkpoint); the claims
     are scored afterwards (:func:`score_run`).

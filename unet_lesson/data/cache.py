@@ -1,7 +1,8 @@
 """A cache for merged label images, so a second read of ~26,000 mask PNGs takes seconds.
 
-Merging the masks of the real ``stage1_train`` (586 images, 25,721 mask PNGs) takes about
-20 s; loading the merged label images back from this cache takes a few. The cache:
+Merging the masks of the real ``stage1_train`` (586 images, 25,721 mask PNGs) takes tens of
+seconds; loading the merged label images back from this cache, a few (``docs/benchmarks.md``
+has both times). The cache:
 
 * lives **outside** the data set (the source folder may be read-only): by default under
   ``env.data_dir()/cache/labels/<set name>-<hash of the set's absolute path>/``, one compressed

@@ -331,7 +331,7 @@ def make_synthetic_dsb(root: str | Path, n_images: int = 100, seed: int = 0, *,
     once: each writes into its own temporary folder and renames it into place; whoever comes
     second finds the set made and throws its copy away.
 
-    Not built in a notebook: :func:`~unet_lesson.data.locate.find_or_make_dataset` calls it.
+    Not built in a notebook: :func:`~unet_lesson.course.datasets.find_or_make_dataset` calls it.
     """
     root = Path(root)
     if n_images < 1:

@@ -5,9 +5,9 @@ A valid-padding U-Net sees a larger *input tile* than the *output* it predicts: 
 *context* on each side must come from somewhere; at the image border "the missing context is
 extrapolated by mirroring the input image". :class:`TileDataset` yields exactly that:
 
-* ``padding="valid"``: an input tile ``in_size`` (from :func:`~unet_lesson.model.
+* ``padding="valid"``: an input tile ``in_size`` (from :func:`~unet_lesson.sizes.
   input_size_for_output`) and targets of the network's output size ``out_size`` (from
-  :func:`~unet_lesson.model.output_size`), the targets aligned with the centre of the input;
+  :func:`~unet_lesson.sizes.output_size`), the targets aligned with the centre of the input;
   any part of the input window outside the image is mirrored;
 * ``padding="same"``: input and targets of the same size.
 
