@@ -77,10 +77,13 @@ def time_steps(step, device: torch.device, steps: int, warmup: int) -> float:
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA and MPS run asynchronously; a no-op on a CPU)."""
     import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def save(name: str, payload: dict) -> Path:

@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from unet_lesson import UNet, env
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "mps":
-        torch.mps.synchronize()
-    elif device.type != "cpu":
-        torch.cuda.synchronize(device)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sync, time_steps  # noqa: E402
 
 
 def paper_forward(device: torch.device, repeats: int) -> list[float]:
@@ -40,10 +38,10 @@ def paper_forward(device: torch.device, repeats: int) -> list[float]:
     with torch.no_grad():
         net(tile)  # warm-up
         for _ in range(repeats):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             net(tile)
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - start)
     return times
 
@@ -65,14 +63,7 @@ def small_steps(device: torch.device, threads: int, steps: int) -> float:
             loss.backward()
             optimizer.step()
 
-        for _ in range(3):
-            step()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        return 1000 * (time.perf_counter() - start) / steps
+        return 1000 * time_steps(step, device, steps, warmup=3)
     finally:
         torch.set_num_threads(before)
 
