@@ -100,15 +100,18 @@ SHORT_RUN = ["tiles_per_epoch=320", "num_epochs=10", "val_max_images=30", "val_e
              "warmup_steps=40"]
 
 
-def experiment_parser(doc: str, out: Path, what: str, choices: list[str], set_help: str):
+def experiment_parser(doc: str, out: Path, what: str, choices: list[str], set_help: str,
+                      default: list[str] | None = None, data_required: bool = True):
     """The arguments every many-run experiment shares: ``--data``, ``--out``, ``--<what>``
-    (which of ``choices``, all by default), ``--seeds`` (0 1 2) and ``--set``."""
+    (which of ``choices``; ``default``, else all of them), ``--seeds`` (0 1 2) and ``--set``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a stage1_train-style folder")
+    parser.add_argument("--data", type=Path, required=data_required,
+                        help="a stage1_train-style folder")
     parser.add_argument("--out", type=Path, default=out)
-    parser.add_argument(f"--{what}", nargs="+", default=list(choices), choices=list(choices))
+    parser.add_argument(f"--{what}", nargs="+", default=list(default or choices),
+                        choices=list(choices))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=set_help)
     return parser

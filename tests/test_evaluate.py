@@ -100,6 +100,23 @@ def test_post_processing_per_modality_is_chosen_on_each_modality_with_a_fallback
     assert [int(lab.max()) for lab in by_hand] == list(own["n_pred"])
 
 
+def test_a_shared_cache_scores_each_image_once_per_setting(monkeypatch):
+    from unet_lesson import evaluate
+
+    samples, probs = _two_kinds()
+    plain = tune_postprocessing(samples[:4], probs[:4], "binary")
+    calls = []
+    real = evaluate.dsb_score
+    monkeypatch.setattr(evaluate, "dsb_score", lambda *a: calls.append(1) or real(*a))
+    cache = {}
+    first = tune_postprocessing(samples[:4], probs[:4], "binary", cache=cache)
+    assert first[0] == plain[0] and first[1].equals(plain[1])  # the same search
+    assert len(calls) == len(cache) == 4 * len(first[1])
+    tune_postprocessing(samples[:4], probs[:4], "binary", cache=cache)  # again: nothing new
+    tune_postprocessing(samples[2:4], probs[2:4], "binary", cache=cache)  # a subset: nothing
+    assert len(calls) == len(cache)
+
+
 def test_a_post_processing_round_trips_and_an_old_shared_one_still_reads():
     samples, probs = _two_kinds()
     post, _ = tune_postprocessing(samples, probs, "binary", by_modality=True, min_images=2)

@@ -175,7 +175,8 @@ MIN_MODALITY_IMAGES = 8  # validation images a modality needs for a setting of i
 
 
 def tune_postprocessing(samples, probabilities, target: str, passes: int = 2,
-                        by_modality: bool = False, min_images: int | None = None
+                        by_modality: bool = False, min_images: int | None = None,
+                        cache: dict | None = None
                         ) -> tuple[PostProcess | PostProcessByModality, pd.DataFrame]:
     """Choose the post-processing on (validation!) samples; returns the best and every try.
 
@@ -191,12 +192,18 @@ def tune_postprocessing(samples, probabilities, target: str, passes: int = 2,
     :class:`PostProcessByModality`; the grid then has a ``modality`` column (``"all"`` for the
     shared search).
 
+    ``cache``: a dict of the per-image scores already computed, ``(setting, image id) ->
+    DSB``, filled in as the search goes; pass the same one to searches over overlapping
+    images *with the same probabilities* (cross-fitting) and no image is post-processed twice
+    with one setting.
+
     Used in notebook 11.
     """
     candidates = {k: v for k, v in POSTPROCESS_GRID.items()
                   if k != "interior_threshold" or target == "three_class"}
+    cache = {} if cache is None else cache
     shared, grid = _coordinate_ascent(samples, probabilities, PostProcess.for_target(target),
-                                      candidates, passes)
+                                      candidates, passes, cache)
     if not by_modality:
         return shared, grid
     min_images = MIN_MODALITY_IMAGES if min_images is None else min_images
@@ -209,21 +216,27 @@ def tune_postprocessing(samples, probabilities, target: str, passes: int = 2,
         mine = [i for i, m in enumerate(modalities) if m == modality]
         chosen[modality], tried = _coordinate_ascent(
             [samples[i] for i in mine], [probabilities[i] for i in mine], shared, candidates,
-            passes)
+            passes, cache)
         grids.append(tried.assign(modality=modality))
     return (PostProcessByModality(shared, chosen, min_images, images),
             pd.concat(grids, ignore_index=True))
 
 
 def _coordinate_ascent(samples, probabilities, start: PostProcess, candidates: dict,
-                       passes: int) -> tuple[PostProcess, pd.DataFrame]:
+                       passes: int, cache: dict) -> tuple[PostProcess, pd.DataFrame]:
     """The best setting found from ``start``, and every setting tried with its mean DSB."""
     tried: dict[PostProcess, float] = {}
 
+    def image_score(post: PostProcess, sample, probs) -> float:
+        key = (post, sample.image_id)
+        if key not in cache:
+            cache[key] = dsb_score(sample.labels, post(probs))
+        return cache[key]
+
     def score(post: PostProcess) -> float:
         if post not in tried:
-            tried[post] = float(np.mean([dsb_score(s.labels, post(p))
-                                         for s, p in zip(samples, probabilities, strict=True)]))
+            tried[post] = float(np.mean([image_score(post, s, p) for s, p in
+                                         zip(samples, probabilities, strict=True)]))
         return tried[post]
 
     best = start
