@@ -20,9 +20,9 @@ OPTIONS = {
     "demo": ["--out", "--device"],
     "download": ["--dest", "--source", "--release"],
     "train": ["--data", "--config", "--set", "--out", "--resume", "--overwrite", "--minutes",
-              "--device"],
-    "predict": [*RUN, "--images", "--out"],
-    "evaluate": [*RUN, "--data", "--split"],
+              "--skip-bad", "--device"],
+    "predict": [*RUN, "--images", "--out", "--skip-bad"],
+    "evaluate": [*RUN, "--data", "--split", "--skip-bad"],
     "submit": [*RUN, "--images", "--out"],
 }
 

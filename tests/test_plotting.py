@@ -151,7 +151,7 @@ def _pair():
 
 def test_row_title_names_the_object_errors():
     true, pred = _pair()
-    assert plotting.row_title("abcdefghijkl", true, pred) == "abcdefghij\nDSB 0.25"
+    assert plotting.row_title("abcdefghij…", true, pred) == "abcdefghij…\nDSB 0.25"
     title = plotting.row_title("img", true, pred, counts=True)
     assert "1/3 matched" in title and "2 merged, 0 split" in title
     assert "0 missed, 0 FP" in title

@@ -74,7 +74,8 @@ def test_a_refused_resume_writes_nothing(finished_copy):
     folder = finished_copy
     before = _snapshot(folder)
     for change, named in [("base_channels=8", "model.base_channels: 4 -> 8"),
-                          ("lr=0.5", "lr: 0.001 -> 0.5"), ("num_epochs=3", "num_epochs: 2 -> 3")]:
+                          ("lr=0.5", "lr: 0.001 -> 0.5"),  # more epochs train further:
+                          ("num_epochs=1", "num_epochs: 2 -> 1")]:  # fewer are refused
         with pytest.raises(RunError, match=f"nothing was changed.*{named}"):
             Run.resume(folder, overrides=[change])
     assert _snapshot(folder) == before

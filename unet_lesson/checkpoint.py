@@ -8,7 +8,8 @@ Python, NumPy and PyTorch, the training history and the model's configuration.
   flushed, then renamed over the target), so a crash mid-write never leaves a half checkpoint
   under the real name.
 * Loaded with ``torch.load(..., weights_only=True)``: no arbitrary code runs from a file. All
-  states are therefore stored as tensors, numbers, strings, lists and dicts.
+  states are therefore stored as tensors, numbers, strings, lists and dicts; a file holding
+  anything else is refused as not ours, never with advice to load it unsafely.
 * A file that is truncated, corrupt, of another format, or of another model configuration gives
   a clear :class:`CheckpointError` instead of a deep traceback.
 
@@ -18,6 +19,7 @@ written; this module only knows the file format. Notebook 10 looks inside a chec
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -142,7 +144,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         raise CheckpointError(f"no checkpoint at {path}: train first, or check the path")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as err:  # truncated zip, bad pickle, unsafe content...
+    except pickle.UnpicklingError as err:  # objects weights_only refuses: it may run code
+        raise CheckpointError(
+            f"{path} is not a checkpoint this course wrote: it holds Python objects that "
+            f"could run code when loaded, so it must not be loaded. Delete it (or keep it "
+            f"away from this course) and train again, or resume from another checkpoint."
+        ) from err
+    except Exception as err:  # truncated zip, corrupt file...
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt or incomplete: {type(err).__name__}: "
             f"{str(err).splitlines()[0][:200]}). Delete it and train again, or resume from "

@@ -185,7 +185,7 @@ def show_comparison(images: Sequence[np.ndarray], true_labels: Sequence[np.ndarr
     ncols = 4 if errors else 3
     nrows = len(images)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    headers = ["image", "true mask", "prediction", "errors (FP red, FN blue)"][:ncols]
+    headers = ["image", "true mask", "prediction", "errors (grey TP, red FP, blue FN)"][:ncols]
     for r, (img, true, pred) in enumerate(zip(images, true_labels, pred_labels, strict=True)):
         shown = to_display(img)
         if outlines:
@@ -273,26 +273,38 @@ def comparison_figure(samples, probabilities, post, ids: list[str], title: str,
     by_id = {s.image_id: (s, p) for s, p in zip(samples, probabilities, strict=True)}
     chosen = [by_id[i] for i in ids]
     preds = [post(p, modality_of(s.image)) for s, p in chosen]
-    titles = [row_title(s.image_id, s.labels, pred, counts)
-              for (s, _), pred in zip(chosen, preds, strict=True)]
+    titles = [row_title(name, s.labels, pred, counts)
+              for name, (s, _), pred in zip(short_ids(ids), chosen, preds, strict=True)]
     fig = show_comparison([s.image for s, _ in chosen], [s.labels for s, _ in chosen],
                           preds, row_titles=titles, errors=True)
     fig.suptitle(title, y=1.0)
     return fig
 
 
+def short_ids(ids: Sequence[str], length: int = 10) -> list[str]:
+    """Image ids cut to ``length`` characters (``…`` marks a cut), or to as many more as keep
+    them apart: ``syn-s0-0001`` and ``syn-s0-0008`` stay whole, a DSB hash is cut at 10.
+
+    Not built in a notebook: :func:`comparison_figure` names its rows with it.
+    """
+    ids = [str(i) for i in ids]
+    while len({i[:length] for i in ids}) < len(set(ids)):
+        length += 1
+    return [i if len(i) <= length else i[:length] + "…" for i in ids]
+
+
 def row_title(image_id: str, true_labels: np.ndarray, pred_labels: np.ndarray,
               counts: bool = False) -> str:
-    """A comparison row's title: the image's id (10 characters), its DSB score and, with
-    ``counts``, its object errors (:func:`unet_lesson.metrics.object_errors`): matched of
-    true nuclei, then merged (true nuclei inside one prediction), split, missed and false
-    positive (FP) counts.
+    """A comparison row's title: the image's id (as given: :func:`short_ids` shortens a
+    figure's ids), its DSB score and, with ``counts``, its object errors
+    (:func:`unet_lesson.metrics.object_errors`): matched of true nuclei, then merged (true
+    nuclei inside one prediction), split, missed and false positive (FP) counts.
 
     Not built in a notebook: :func:`comparison_figure` titles its rows with it.
     """
     from .metrics import dsb_score, object_errors
 
-    title = f"{image_id[:10]}\nDSB {dsb_score(true_labels, pred_labels):.2f}"
+    title = f"{image_id}\nDSB {dsb_score(true_labels, pred_labels):.2f}"
     if counts:
         c = object_errors(true_labels, pred_labels).counts()
         title += (f"\n{c['matched']}/{c['true']} matched\n{c['merged']} merged, "

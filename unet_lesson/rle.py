@@ -13,10 +13,10 @@ pixels 5, 6 and 7. In a 3x4 image (3 rows, 4 columns) pixel 5 is row 1, column 1
   :func:`read_submission_csv` reads a submission back, given the image shapes.
 
 Rules for reading: a missing column, a malformed run, a run outside the image, runs out of
-order or overlapping, or Height/Width that change between rows of one image raise a
-``ValueError`` naming the file and line. Two nuclei of one image that share pixels (the
-solution's masks are hand-drawn) keep each pixel for the nucleus listed first, with a warning
-that counts the pixels; nothing is dropped without a word.
+order or overlapping, Height/Width that change between rows of one image or that exceed
+``MAX_PIXELS`` raise a ``ValueError`` naming the file and line. Two nuclei of one image that
+share pixels (the solution's masks are hand-drawn) keep each pixel for the nucleus listed
+first, with a warning that counts the pixels; nothing is dropped without a word.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ from .files import atomic_write
 
 SOLUTION_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width")  # (and Usage, not needed)
 SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels")
+# the most pixels an image may have: PIL's limit for image files (no image the reader opens
+# is larger), so an absurd Height x Width is refused instead of allocating terabytes
+MAX_PIXELS = 89_478_485
 
 
 def rle_encode(mask: np.ndarray) -> str:
@@ -203,6 +206,9 @@ def _row_shape(row: dict, shapes: Mapping | None, image_id: str) -> tuple[int, i
         raise ValueError(f"Height and Width must be integers, got {values}") from None
     if height < 1 or width < 1:
         raise ValueError(f"Height and Width must be positive, got {height}x{width}")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"Height x Width = {height}x{width} is larger than any image (at most "
+                         f"{MAX_PIXELS:,} pixels); check the Height and Width columns")
     return height, width
 
 

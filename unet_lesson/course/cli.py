@@ -31,6 +31,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
 
 
+def _add_skip_bad(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-bad", action="store_true", help="skip samples that cannot be read "
+                   "(a warning names each) instead of stopping at the first")
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, help="a training run folder (uses its best.pt)")
     p.add_argument("--checkpoint", type=Path, help="another checkpoint of a run instead of "
@@ -80,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "num_epochs=20. After training, post-processing is tuned on the "
                        "validation split and the test split is scored. A folder holding "
                        "another run is refused: --resume continues it (with the same "
-                       "configuration), --overwrite replaces it.")
+                       "configuration; a larger num_epochs trains further), --overwrite "
+                       "replaces it. Nothing is written before every check has passed.")
     p.add_argument("--data", type=Path, required=True, help="folder of <image_id>/ samples")
     p.add_argument("--config", help="preset name or .json file (default: practical; with "
                    "--resume: the run's own)")
@@ -88,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, history)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in OUT from its "
-                       "last.pt (its configuration must not change)")
+                       "last.pt (its configuration must not change, but --set num_epochs=N "
+                       "may raise the number of epochs)")
     group.add_argument("--overwrite", action="store_true", help="delete the run in OUT and "
                        "start a new one")
     p.add_argument("--minutes", type=float, help="stop after the epoch that passes this time")
+    _add_skip_bad(p)
     _add_device(p)
 
     p = sub.add_parser("evaluate", help="DSB score of a trained run, overall and by modality",
@@ -103,13 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="data folder (default: the one it trained on)")
     p.add_argument("--split", choices=["test", "val", "all"], help="which images (default: "
                    "test for the run's own data, all for another folder)")
+    _add_skip_bad(p)
 
     p = sub.add_parser("predict", help="predict nuclei for a folder of images",
-                       description="Write a label image (16-bit PNG, 0 = background) and an "
-                       "outline overlay for every image of a DSB-layout folder.")
+                       description="Write a label image (16-bit PNG, 0 = background; a "
+                       "32-bit TIFF for an image with more than 65,535 nuclei) and an outline "
+                       "overlay for every image of a DSB-layout folder.")
     _add_run(p)
     p.add_argument("--images", type=Path, required=True, help="folder of <image_id>/ samples")
     p.add_argument("--out", type=Path, required=True, help="folder for the predictions")
+    _add_skip_bad(p)
 
     p = sub.add_parser("submit", help="write a Kaggle submission CSV for stage1_test",
                        description="Predict every image of --images and write ImageId,"
@@ -133,6 +144,6 @@ def main(argv: list[str] | None = None) -> int:
                 "predict": commands.predict_command, "submit": commands.submit_command}
     try:
         return dispatch[args.command](args)
-    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)  # OSError's text names its file
         return 2

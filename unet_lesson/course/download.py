@@ -52,17 +52,18 @@ NO_CREDENTIALS = (
     "in ~/.kaggle/access_token (in Colab: add it to the Secrets panel as KAGGLE_API_TOKEN, then "
     "`from google.colab import userdata; os.environ['KAGGLE_API_TOKEN'] = "
     "userdata.get('KAGGLE_API_TOKEN')`); an older ~/.kaggle/kaggle.json, or KAGGLE_USERNAME and "
-    "KAGGLE_KEY, also work; or use source='bbbc038', which needs no account"
+    "KAGGLE_KEY, also work; or use --source bbbc038 (source='bbbc038' in Python), which needs "
+    "no account"
 )
 RULES_NOT_ACCEPTED = (
     "Kaggle refused the download (HTTP 403): accept the competition's rules first, logged in, at "
     f"https://www.kaggle.com/competitions/{COMPETITION}/rules, then run again; or use "
-    "source='bbbc038', which needs no account"
+    "--source bbbc038 (source='bbbc038' in Python), which needs no account"
 )
 BAD_CREDENTIALS = (
     "Kaggle rejected your credentials (HTTP 401): generate a new API token at "
     f"{KAGGLE_TOKEN_PAGE} and replace the old one (KAGGLE_API_TOKEN, ~/.kaggle/access_token or "
-    "~/.kaggle/kaggle.json); or use source='bbbc038'"
+    "~/.kaggle/kaggle.json); or use --source bbbc038 (source='bbbc038' in Python)"
 )
 
 
@@ -214,7 +215,7 @@ def _kaggle_api(api):
                 from kaggle.api.kaggle_api_extended import KaggleApi
         except ImportError:
             raise DownloadError("the kaggle package is not installed: pip install kaggle, or "
-                                "use source='bbbc038'") from None
+                                "use --source bbbc038 (source='bbbc038' in Python)") from None
         except OSError as error:  # kaggle 1.x authenticates at import: no kaggle.json
             raise _no_credentials_or(error) from None
         api = KaggleApi()
@@ -250,10 +251,11 @@ def _kaggle_error(error: Exception) -> DownloadError | None:
         return DownloadError(BAD_CREDENTIALS)
     if status is not None:
         return DownloadError(f"Kaggle answered HTTP {status} ({error}); try again later, or use "
-                             f"source='bbbc038'")
+                             f"--source bbbc038 (source='bbbc038' in Python)")
     if isinstance(error, OSError):  # requests' ConnectionError and Timeout are OSErrors
         return DownloadError(f"could not reach Kaggle ({error.__class__.__name__}): check your "
-                             f"internet connection and run again; or use source='bbbc038'")
+                             f"internet connection and run again; or use --source bbbc038 "
+                             f"(source='bbbc038' in Python)")
     return None
 
 

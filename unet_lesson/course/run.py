@@ -12,32 +12,32 @@ This module is the one place that writes a run folder. A run folder holds::
     postprocess.json      the post-processing chosen on validation (+ postprocess_grid.csv)
     metrics.json          held-out scores (+ test_scores.csv), curves.png, comparison.png
     evaluate_<split>.csv  submission.csv    written by later commands
+    .lock                 held by the one process that trains it (:mod:`.lock`)
 
 **The record is always true**: every file describes the same run.
 
 * :meth:`Run.create` refuses a folder that holds another run (or anything else) unless asked to
-  ``overwrite``, which removes the old run as one step (the folder is renamed aside, then
-  deleted); it checks the split before writing anything.
+  ``overwrite``, which removes the old run as one step (renamed aside, then deleted); it
+  checks the split and the tile size before writing anything.
 * :meth:`Run.resume` refuses a configuration that differs from the saved one (model *or*
-  optimisation), naming each difference, and writes nothing when it refuses.
+  optimisation; ``num_epochs`` may grow) naming each difference, and writes nothing then.
 * Every file goes through :func:`unet_lesson.files.atomic_write`; opening a run removes the
   temporary files an interrupted write left, and training removes the results (metrics,
   figures, post-processing, submissions) of an older state of the network.
 * ``best.pt`` is written only for an epoch whose validation score beats chance (predicting no
-  nucleus); a run without one says so instead of reporting a useless model.
+  nucleus); a run without one says so (and how to train further) instead of scoring it.
 
-Notebooks 10 and 11 use it; the command line's ``train``, ``evaluate``, ``predict`` and
-``submit`` are thin layers over it.
+Notebooks 10 and 11 use it; the commands ``train``, ``evaluate``, ``predict``, ``submit``
+are thin layers over it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,42 +47,20 @@ import torch
 
 from .. import __version__, env, files, plotting
 from ..checkpoint import CheckpointError, epochs_in, load_checkpoint, load_model, save_checkpoint
-from ..config import TrainConfig, apply_overrides, differences, from_dict
-from ..data import load_splits, training_split
+from ..config import RUNTIME_FIELDS, TrainConfig, apply_overrides, differences
+from ..data import load_splits
 from ..evaluate import PostProcess, PostProcessByModality, postprocess_from_dict, score_held_out
 from ..predict import predict_samples
 from ..train import OneProcess, fit
+from . import record
+from .lock import RunLock, check_free, holder
+from .preflight import check_tiles_fit, make_split
+from .record import FORMAT, RunError, holds_run
 from .release import identify_release
 
-FORMAT = "unet-lesson-run/1"
-RECORD = ("run.json", "config.json", "splits.csv", "history.csv", "last.pt", "best.pt")
 RESULTS = ("postprocess.json", "postprocess_grid.csv", "metrics.json", "test_scores.csv",
            "val_scores.csv", "curves.png", "comparison.png", "submission.csv")
 SPLITS = ("train", "val", "test", "val_seen")
-
-
-class RunError(RuntimeError):
-    """A run folder that cannot be used as asked; the message says what to do.
-
-    Not built in a notebook: :class:`Run` raises it.
-    """
-
-
-def holds_run(folder: Path) -> bool:
-    """True if ``folder`` holds any file of a run's record.
-
-    Not built in a notebook: :class:`Run` checks folders with it.
-    """
-    return any((Path(folder) / name).exists() for name in RECORD)
-
-
-def _same_folder(a: str | Path, b: str | Path) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
-
-
-def _split_key(splits: pd.DataFrame) -> list[tuple[str, str]]:
-    """A split as sorted (image id, part) pairs: equal for the same split in any row order."""
-    return sorted(zip(splits["image_id"], splits["split"], strict=True))
 
 
 @dataclass
@@ -111,28 +89,29 @@ class Run:
         before anything is written; ``splits``: that split, already made for these samples
         and this config (several runs on one data set, as in an ablation, share it).
         """
-        folder, data_root = Path(folder), Path(data_root)
+        folder, data_root = Path(folder), Path(data_root).resolve()  # run.json: absolute
+        check_free(folder)  # another process trains here: touch nothing
         files.remove_stale_temporaries(folder)
         for old in folder.parent.glob(f".{folder.name}.replaced-*"):  # an interrupted removal
             shutil.rmtree(old, ignore_errors=True)
         if holds_run(folder) and not overwrite:
             raise RunError(
-                f"{folder} already holds a run ({_describe(folder)}): continue it with --resume "
-                f"(resume=True), replace it with --overwrite (overwrite=True), or choose "
-                f"another folder")
-        if folder.is_dir() and not holds_run(folder) and any(folder.iterdir()):
-            raise RunError(f"{folder} holds files that are not a run ({_listing(folder)}); "
+                f"{folder} already holds a run ({record.describe(folder)}): continue it with "
+                f"--resume (resume=True), replace it with --overwrite (overwrite=True), or "
+                f"choose another folder")
+        if folder.is_dir() and not holds_run(folder) and record.listing(folder):
+            raise RunError(f"{folder} holds files that are not a run ({record.listing(folder)}); "
                            f"choose an empty or new folder")
         try:
             if splits is None:
-                splits = training_split(samples, config.split, config.val_fraction,
-                                        config.test_fraction, config.seen_fraction, seed=0)
+                splits = make_split(config, samples)  # with what to type when it fails
             elif set(splits["image_id"]) != {s.image_id for s in samples}:
                 raise ValueError("the splits given do not list the samples' images")
+            check_tiles_fit(config, samples, data_root)
         except ValueError as err:
             raise RunError(f"cannot start a run on {data_root}: {err}") from None
         if holds_run(folder):
-            _remove_folder(folder)
+            record.remove_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files.write_json(folder / "run.json", {"format": FORMAT, "data_root": str(data_root),
                                                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -155,13 +134,9 @@ class Run:
             raise RunError(f"{folder} holds {what}: train one there with `python -m "
                            f"unet_lesson train --out {folder}` (add --overwrite to replace an "
                            f"old one)")
-        if sweep:
+        info, config = record.read_record(folder)
+        if sweep and holder(folder) is None:  # never while another process writes there
             files.remove_stale_temporaries(folder)
-        info = json.loads((folder / "run.json").read_text())
-        if info.get("format") != FORMAT:
-            raise RunError(f"{folder / 'run.json'} is not a unet-lesson run record "
-                           f"(format {info.get('format')!r}, expected {FORMAT!r})")
-        config = from_dict(json.loads((folder / "config.json").read_text()))
         return cls(folder, config, Path(info["data_root"]))
 
     @classmethod
@@ -171,22 +146,32 @@ class Run:
         """The run in ``folder``, to continue training it exactly.
 
         ``config`` (default: the saved one) with ``overrides`` applied must equal the saved
-        configuration (``num_workers`` aside: it does not change results); ``data_root``, if
-        given, must be the run's data. Any difference is refused with each one named, and
-        nothing is written.
+        configuration (``num_workers`` aside) but for a larger ``num_epochs``, which trains
+        further (saved in ``config.json``; the learning-rate schedule stretches to the new
+        end). ``data_root``, if given, must be the run's data. Any other difference, or another
+        process training there, is refused with each named, and nothing is written.
         """
+        if sweep:  # (not in the other processes of a torchrun job: rank 0 holds the lock)
+            check_free(folder)  # another process trains there: refuse, touching nothing
         run = cls.open(folder, sweep)
         wanted = apply_overrides(config or run.config, list(overrides or []))
-        changed = differences(run.config, wanted)
+        changed = differences(run.config, wanted, (*RUNTIME_FIELDS, "num_epochs"))
+        if wanted.num_epochs < run.config.num_epochs:
+            changed.append(f"num_epochs: {run.config.num_epochs} -> {wanted.num_epochs} (a "
+                           f"resume may raise it, not lower it)")
         if changed:
             raise RunError(
                 f"{run.folder} was trained with another configuration; a resumed run must "
                 f"continue the same one, so nothing was changed. Differences (saved -> "
                 f"requested): {'; '.join(changed)}. Resume without them, or start a new run "
                 f"in another folder (or with --overwrite)")
-        if data_root is not None and not _same_folder(data_root, run.data_root):
+        if data_root is not None and not record.same_folder(data_root, run.data_root):
             raise RunError(f"{run.folder} trains on {run.data_root}, not {data_root}; resume "
                            f"it on its own data, or start a new run")
+        if sweep and wanted.num_epochs > run.config.num_epochs:  # the record stays true
+            print(f"{run.folder}: num_epochs {run.config.num_epochs} -> {wanted.num_epochs}; "
+                  f"the learning-rate schedule now ends at epoch {wanted.num_epochs}")
+            wanted.save(run.path("config.json"))
         run.config = wanted  # equal but for run-time settings such as num_workers
         return run
 
@@ -203,10 +188,11 @@ class Run:
         folder = Path(folder)
         try:
             run = cls.open(folder)
-            same = not differences(run.config, config) and _same_folder(run.data_root,
-                                                                         data_root)
+            same = not differences(run.config, config) and record.same_folder(run.data_root,
+                                                                               data_root)
             if same and splits is not None:
-                same = _split_key(load_splits(run.path("splits.csv"))) == _split_key(splits)
+                saved = load_splits(run.path("splits.csv"))
+                same = record.split_key(saved) == record.split_key(splits)
         except (RunError, ValueError, TypeError, OSError):
             run, same = None, False
         if run is None or not same:
@@ -264,22 +250,23 @@ class Run:
             state = load_checkpoint(self.path("last.pt"),
                                     expected_model_config=asdict(self.config.model))
         processes = processes or OneProcess()
-        if processes.is_main:  # under torchrun the others only read
-            if state is not None:  # repairs a history a crash left one epoch behind
-                files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
-            else:  # a run that never finished an epoch starts from the beginning
-                for name in ("history.csv", "best.pt"):
-                    self.path(name).unlink(missing_ok=True)
-            self.clear_results()
+        with RunLock(self.folder) if processes.is_main else contextlib.nullcontext():
+            if processes.is_main:  # under torchrun the others only read
+                if state is not None:  # repairs a history a crash left one epoch behind
+                    files.write_csv(self.path("history.csv"), pd.DataFrame(state["history"]))
+                else:  # a run that never finished an epoch starts from the beginning
+                    for name in ("history.csv", "best.pt"):
+                        self.path(name).unlink(missing_ok=True)
+                self.clear_results()
 
-        def on_epoch(row: dict, state: dict, is_best: bool) -> None:
-            self._save_epoch(row, state, is_best, quiet)
-            if watch is not None:
-                watch(row, state)
+            def on_epoch(row: dict, state: dict, is_best: bool) -> None:
+                self._save_epoch(row, state, is_best, quiet)
+                if watch is not None:
+                    watch(row, state)
 
-        history = fit(self.config, parts["train"], parts["val"], device=device,
-                      resume_from=state, on_epoch=on_epoch, until_epoch=until_epoch,
-                      time_limit_s=time_limit_s, processes=processes)
+            history = fit(self.config, parts["train"], parts["val"], device=device,
+                          resume_from=state, on_epoch=on_epoch, until_epoch=until_epoch,
+                          time_limit_s=time_limit_s, processes=processes)
         if quiet and processes.is_main and len(history):
             best = history.loc[history["val_dsb"].idxmax()] if history["val_dsb"].notna().any() \
                 else None
@@ -324,10 +311,7 @@ class Run:
         in eval mode, on ``device``."""
         path = self.path(checkpoint)
         if checkpoint == "best.pt" and not path.exists() and self.path("last.pt").exists():
-            raise RunError(
-                f"{self.folder} has no best.pt: no epoch scored above chance on validation "
-                f"(see history.csv). The network learned nothing useful or diverged; train "
-                f"longer, or with a lower learning rate")
+            raise record.no_best(self.folder, self.data_root, self.config)
         try:
             net, _, _ = load_model(path, device)
         except CheckpointError as err:
@@ -413,23 +397,3 @@ class Run:
         plt.close(fig)
         return self.path(name)
 
-
-def _describe(folder: Path) -> str:
-    try:
-        epochs = epochs_in(folder / "last.pt")
-        trained = f"{epochs} epoch(s) trained"
-    except (CheckpointError, KeyError):
-        trained = "no finished epoch"
-    return f"{_listing(folder)}; {trained}"
-
-
-def _listing(folder: Path) -> str:
-    names = sorted(p.name for p in folder.iterdir())
-    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-
-
-def _remove_folder(folder: Path) -> None:
-    """Remove a run folder as one step: rename it aside (atomic), then delete the copy."""
-    aside = folder.parent / f".{folder.name}.replaced-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    os.rename(folder, aside)
-    shutil.rmtree(aside, ignore_errors=True)

@@ -7,9 +7,11 @@ has both times). The cache:
 * lives **outside** the data set (the source folder may be read-only): by default under
   ``env.data_dir()/cache/labels/<set name>-<hash of the set's absolute path>/``, one compressed
   ``<image_id>.npz`` per image;
-* stores a *fingerprint* of the files it was made from (name, size and modification time of
+* stores a *fingerprint* of the files it was made from (the name and a hash of the bytes of
   the image and of every mask, plus the merge rule's version), and is ignored when the
-  fingerprint no longer matches, so editing, adding or removing a mask invalidates it;
+  fingerprint no longer matches, so editing, adding or removing a mask invalidates it, even
+  an edit that keeps the file's size and modification time (a copy that keeps the bytes
+  keeps the entry);
 * is written atomically (a temporary file in the same folder, then ``os.replace``), so a
   reader never sees half a file, and a corrupt or unreadable entry is simply a cache miss.
 """
@@ -26,8 +28,8 @@ import numpy as np
 from .. import env
 from ..files import atomic_write, folder_key
 
-# Bump when the merge rule or the stored format changes: old entries then miss.
-CACHE_VERSION = 1
+# Bump when the merge rule, the fingerprint or the stored format changes: old entries then miss.
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -49,14 +51,17 @@ def cache_folder(root: str | Path, cache_dir: str | Path | None = None) -> Path:
 
 
 def fingerprint(image_file: Path, mask_files: list[Path]) -> str:
-    """A hash of the name, size and mtime of every source file (and the cache version).
+    """A hash of the name and the bytes of every source file (and the cache version).
+
+    Raises ``OSError`` for a file that cannot be read.
 
     Not built in a notebook: the label cache of :func:`~unet_lesson.data.dsb.load_sample`.
     """
     digest = hashlib.sha1(f"unet-lesson labels v{CACHE_VERSION}\n".encode())
     for path in [image_file, *mask_files]:
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        content = path.read_bytes()
+        digest.update(f"{path.name}\0{len(content)}\n".encode())
+        digest.update(content)
     return digest.hexdigest()
 
 

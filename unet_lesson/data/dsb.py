@@ -12,8 +12,9 @@ sorted order of the mask file names) is the value ``k``.
 Real files are messy, and the reader takes them as they come:
 
 * images may be RGBA (the alpha is dropped: it is 255 everywhere in the DSB), RGB, grey,
-  grey+alpha, palette, or 16-bit (scaled so that the brightest pixel is 255); the result is
-  always ``uint8 (H, W, 3)``;
+  grey+alpha, palette, 16-bit (scaled so that the brightest pixel is 255) or floating point
+  (values in [0, 1] times 255, others scaled like 16-bit); the result is always
+  ``uint8 (H, W, 3)``. NaN, infinite or negative pixel values raise :class:`DSBDataError`;
 * a mask pixel is "on" when it is non-zero (0/255 in the DSB, 0/1 elsewhere);
 * **overlapping masks** (six of the 586 real ``stage1_train`` images have a few pixels claimed
   by two nuclei) follow one rule: *a pixel claimed by several masks goes to the smallest of
@@ -21,9 +22,10 @@ Real files are messy, and the reader takes them as they come:
   pixels against a larger neighbour, and the larger one loses only the contested rim. After
   merging, every nucleus must still own at least one pixel; if one does not (a duplicated mask,
   or a mask covered entirely by smaller ones) the reader raises :class:`DSBDataError` naming it;
-* a mask of the wrong size, an empty mask, a missing image file or an unreadable PNG raises
-  :class:`DSBDataError` naming the file; :func:`read_dsb_folder` can instead skip such samples
-  and report them (``on_error="skip"``).
+* a mask of the wrong size, an empty mask, a missing image file, an unreadable PNG or a
+  symbolic link that leads nowhere raises :class:`DSBDataError` naming the file;
+  :func:`read_dsb_folder` can instead skip such samples and report them (``on_error="skip"``;
+  ``--skip-bad`` on the command line).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from PIL import Image
 
 from .. import env
 from . import cache as label_cache
+
+# how to go on past a bad sample, in Python and on the command line
+SKIP = "or skip such samples (on_error='skip'; --skip-bad for train, evaluate and predict)"
 
 
 class DSBDataError(ValueError):
@@ -84,13 +89,23 @@ def image_file(folder: str | Path) -> Path:
     """
     folder = Path(folder)
     path = folder / "images" / f"{folder.name}.png"
-    if not path.is_file():
-        raise DSBDataError(
-            path,
-            "missing image file (the layout is <image_id>/images/<image_id>.png); the download "
-            "may be incomplete: download again, or pass on_error='skip'",
-        )
-    return path
+    if path.is_file():
+        return path
+    if path.is_symlink():
+        raise DSBDataError(path, _LINK)
+    if folder.name in ("images", "masks"):
+        raise DSBDataError(folder, f"this is part of one sample, not a sample: the data "
+                                   f"folder is {folder.parent.parent}, the one holding "
+                                   f"<image_id>/ folders")
+    if folder.is_dir() and any((sub / "images").is_dir() for sub in folder.iterdir()):
+        raise DSBDataError(folder, f"this folder holds samples itself (one level deeper than "
+                                   f"expected): use {folder} as the data folder")
+    raise DSBDataError(path, f"missing image file (the layout is <image_id>/images/"
+                             f"<image_id>.png); the download may be incomplete: download "
+                             f"again, {SKIP}")
+
+
+_LINK = f"a symbolic link that leads nowhere (broken, or a loop): fix or delete it, {SKIP}"
 
 
 def mask_files(folder: str | Path) -> list[Path]:
@@ -105,8 +120,12 @@ def mask_files(folder: str | Path) -> list[Path]:
             "no masks/ folder: this is not a training sample (stage1_test images have no masks;"
             " their labels are in stage1_solution.csv). Use read_dsb_image() for the image alone",
         )
-    return sorted(p for p in masks.iterdir() if p.suffix.lower() == ".png"
-                  and not p.name.startswith("."))
+    found = sorted(p for p in masks.iterdir() if p.suffix.lower() == ".png"
+                   and not p.name.startswith("."))
+    for path in found:
+        if not path.is_file():
+            raise DSBDataError(path, _LINK if path.is_symlink() else f"not a file; {SKIP}")
+    return found
 
 
 def sample_folders(root: str | Path) -> list[Path]:
@@ -133,8 +152,7 @@ def _open_png(path: Path) -> Image.Image:
         return image
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DSBDataError(
-            path, f"unreadable PNG ({error}); download the data set again, or pass on_error='skip'"
-        ) from error
+            path, f"unreadable PNG ({error}); download the data set again, {SKIP}") from error
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -149,16 +167,30 @@ def read_image(path: str | Path) -> np.ndarray:
         array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] in (2, 4):
         array = array[..., :-1]  # drop the alpha channel
-    if array.dtype != np.uint8:  # 16-bit (or 32-bit) PNGs: stretch so the maximum is 255
-        array = array.astype(np.float64)
-        top = array.max()
-        array = np.round(array * (255.0 / top)) if top > 0 else array
-        array = array.astype(np.uint8)
+    if array.dtype != np.uint8:
+        array = _to_uint8(array, path)
     if array.ndim == 2:
         array = array[..., None]
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return np.ascontiguousarray(array)
+
+
+def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
+    """16- or 32-bit values stretched so the brightest pixel is 255; floats in [0, 1] times
+    255. Values that are not finite, or negative, are refused with the file named."""
+    values = array.astype(np.float64)
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise DSBDataError(path, f"{bad} pixel(s) are NaN or infinite: the reader takes finite "
+                                 f"values only; fix or delete the image, {SKIP}")
+    if values.min(initial=0) < 0:
+        raise DSBDataError(path, f"negative pixel values (down to {values.min():g}): the reader "
+                                 f"takes values from 0 up; fix or delete the image, {SKIP}")
+    top = values.max(initial=0)
+    unit = array.dtype.kind == "f" and top <= 1  # a float image in [0, 1]
+    scale = 255.0 if unit else 255.0 / top if top > 0 else 1.0
+    return np.round(values * scale).astype(np.uint8)
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -177,12 +209,10 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     if array.shape != tuple(shape):
         raise DSBDataError(
             path, f"mask has size {array.shape[0]}x{array.shape[1]} but its image has size "
-                  f"{shape[0]}x{shape[1]}; fix or delete this mask, or pass on_error='skip'"
-        )
+                  f"{shape[0]}x{shape[1]}; fix or delete this mask, {SKIP}")
     pixels = np.flatnonzero(array)
     if pixels.size == 0:
-        raise DSBDataError(path, "empty mask (no nucleus pixel); delete it, or pass "
-                                 "on_error='skip'")
+        raise DSBDataError(path, f"empty mask (no nucleus pixel); delete it, {SKIP}")
     return pixels
 
 
@@ -224,9 +254,7 @@ def merge_masks(masks: Sequence[np.ndarray], shape: tuple[int, int],
             raise DSBDataError(
                 Path(which[0]),
                 f"{len(which)} mask(s) lie entirely under smaller masks and would vanish when "
-                f"merged (duplicates?): {', '.join(which)}. Delete the duplicate, or pass "
-                f"on_error='skip'",
-            )
+                f"merged (duplicates?): {', '.join(which)}. Delete the duplicate, {SKIP}")
     return labels.reshape(shape), n_contested
 
 
@@ -260,7 +288,11 @@ def load_sample(folder: str | Path, cache_dir: str | Path | None | bool = None,
     if cache_dir is not None and cache_dir is not False:
         base = None if cache_dir is True else cache_dir
         entry = label_cache.cache_folder(folder.parent, base) / f"{folder.name}.npz"
-        fp = label_cache.fingerprint(image_path, masks)
+        try:
+            fp = label_cache.fingerprint(image_path, masks)
+        except OSError as error:  # a file that vanished or cannot be read since it was listed
+            raise DSBDataError(error.filename or folder, f"cannot read it ({error.strerror}); "
+                                                         f"{SKIP}") from None
         hit = label_cache.load_labels(entry, fp)
         if hit is not None and hit[0].shape == shape:
             return DSBSample(folder.name, image, hit[0], folder, hit[1])
@@ -349,31 +381,3 @@ def load_dsb_folder(root: str | Path, **kwargs) -> list[DSBSample]:
     """
     return list(read_dsb_folder(root, **kwargs))
 
-
-# --------------------------------------------------------------------------------------------
-# The network's input
-# --------------------------------------------------------------------------------------------
-
-
-def to_input(image: np.ndarray, channels: int = 3) -> np.ndarray:
-    """THE preprocessing, shared by training and prediction: ``uint8 (H, W, 3)`` -> ``float32
-    (C, H, W)`` in [0, 1] (divided by 255; ``channels=1`` averages R, G and B).
-
-    Nothing else (no per-image normalisation): what the network sees at training time is
-    exactly what it sees at prediction time.
-
-    Used in notebook 08.
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"to_input expects the uint8 image of read_dsb_sample(), got {image.dtype}")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"to_input expects an (H, W, 3) or (H, W) image, got {image.shape}")
-    x = np.moveaxis(image, -1, 0).astype(np.float32) / 255.0  # (C, H, W)
-    if channels == 1:
-        return x.mean(axis=0, keepdims=True)
-    if channels != 3:
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    return np.ascontiguousarray(np.broadcast_to(x, (3,) + x.shape[1:]))

@@ -43,11 +43,14 @@ def load_labelled_test_set(images_root: str | Path, solution_csv: str | Path) ->
     return samples
 
 
-def load_labelled(root: str | Path, solution_csv: str | Path | None = None) -> list[DSBSample]:
+def load_labelled(root: str | Path, solution_csv: str | Path | None = None, **read_kwargs
+                  ) -> list[DSBSample]:
     """Any labelled set: a ``stage1_train``-style folder (masks), or images + a solution CSV.
 
     Without ``solution_csv``, a folder whose samples have no ``masks/`` uses
-    ``<root>/../stage1_solution.csv`` (where ``download_dsb2018`` puts it).
+    ``<root>/../stage1_solution.csv`` (where ``download_dsb2018`` puts it). ``read_kwargs``
+    go to :func:`~unet_lesson.data.load_dsb_folder` for a folder with masks (e.g.
+    ``on_error="skip"``).
 
     Not built in a notebook: the command line, ``python -m unet_lesson evaluate``.
     """
@@ -55,7 +58,7 @@ def load_labelled(root: str | Path, solution_csv: str | Path | None = None) -> l
     if solution_csv is None:
         first = sample_folders(root)[0]
         if (first / "masks").is_dir():
-            return load_dsb_folder(root)
+            return load_dsb_folder(root, **read_kwargs)
         solution_csv = root.parent / SOLUTION_CSV
         if not solution_csv.is_file():
             raise FileNotFoundError(f"{root} has no masks/ folders and there is no "

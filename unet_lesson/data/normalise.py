@@ -43,6 +43,30 @@ INPUT_MODES = ("raw", "percentile", "invert")
 PERCENTILES = (1.0, 99.0)  # the grey levels mapped to 0 and 1 by "percentile" and "invert"
 
 
+def to_input(image: np.ndarray, channels: int = 3) -> np.ndarray:
+    """THE preprocessing, shared by training and prediction: ``uint8 (H, W, 3)`` -> ``float32
+    (C, H, W)`` in [0, 1] (divided by 255; ``channels=1`` averages R, G and B).
+
+    Nothing else (no per-image normalisation): what the network sees at training time is
+    exactly what it sees at prediction time.
+
+    Used in notebook 08.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"to_input expects the uint8 image of read_dsb_sample(), got {image.dtype}")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(f"to_input expects an (H, W, 3) or (H, W) image, got {image.shape}")
+    x = np.moveaxis(image, -1, 0).astype(np.float32) / 255.0  # (C, H, W)
+    if channels == 1:
+        return x.mean(axis=0, keepdims=True)
+    if channels != 3:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return np.ascontiguousarray(np.broadcast_to(x, (3,) + x.shape[1:]))
+
+
 class InputStats(NamedTuple):
     """What a mode measures on the whole image: the values mapped to 0 and 1, and inversion.
 
