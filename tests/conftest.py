@@ -14,6 +14,26 @@ import tiny
 
 matplotlib.use("Agg")
 
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they will
+def pytest_collection_modifyitems(config, items):
+    """Each notebook runs once per ``pytest``: nbval leaves to the browser test
+    (tests/test_browser.py) the notebooks that test runs in JupyterLab, where it is collected
+    and can run here (Chromium and selenium installed: tests/browser_setup.sh). Where it is
+    skipped or deselected (``-m "not browser"``), nbval runs them as every other notebook."""
+    in_browser = {config.rootpath / notebook for item in items
+                  if item.get_closest_marker("browser")
+                  and getattr(item.module, "_MISSING", "missing") is None
+                  for notebook in item.module.NOTEBOOKS}
+    if not in_browser:
+        return
+    keep, leave = [], []
+    for item in items:
+        (leave if item.path in in_browser and item.path.suffix == ".ipynb" else keep).append(item)
+    if leave:
+        config.hook.pytest_deselected(items=leave)
+        items[:] = keep
+
 # The real Data Science Bowl training images, when this machine has them (never in the repo).
 REAL_DSB = Path(
     os.environ.get(

@@ -1,13 +1,17 @@
-"""The course in a real browser: JupyterLab and headless Chromium run notebooks 00 and 10.
+"""The course in a real browser: JupyterLab and headless Chromium run notebook 00.
 
 nbval executes the notebooks' code; this test checks what a learner *sees*. It starts JupyterLab
 (fast mode, data and runs in the test's tmp folder, Jupyter's config, runtime and settings there
-too), and drives headless Chromium through selenium: each notebook opens in a fresh browser and
+too), and drives headless Chromium through selenium: the notebook opens in a fresh browser and
 a fresh kernel, its stored outputs are cleared (Edit > Clear Outputs of All Cells) and it is run
 with Run > Run All Cells. Then no cell may show an error, every code cell must have run, no output
-may say "IProgress not found", notebook 10 must show a figure, and a progress bar made by
-``env.progress`` (an extra cell added to notebook 00 in the browser, never saved) must render as
-a widget. A tall screenshot of each notebook is saved in the tmp folder and its path printed.
+may say "IProgress not found", and an extra cell (added in the browser, never saved) must show a
+progress bar made by ``env.progress`` as a widget and a figure made by the course's plotting
+helpers as an image. A tall screenshot of the notebook is saved in the tmp folder and its path
+printed.
+
+Each notebook runs once per ``pytest``: where this test runs, nbval leaves the notebooks it runs
+(``NOTEBOOKS``) to it (tests/conftest.py); where it is skipped or deselected, nbval runs them.
 
 Needs /usr/bin/chromium, /usr/bin/chromedriver and selenium (``tests/browser_setup.sh`` installs
 them); without them the test skips. Nothing is downloaded: the driver's path is given, so
@@ -40,10 +44,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-NOTEBOOKS = (
-    "notebooks/00_welcome_and_setup.ipynb",
-    "notebooks/10_training_on_the_data_science_bowl.ipynb",
-)
+NOTEBOOKS = ("notebooks/00_welcome_and_setup.ipynb",)
 BUDGET_S = float(os.environ.get("UNET_LESSON_BROWSER_BUDGET_S", "300"))
 CHROME_FLAGS = (
     "--headless",
@@ -58,9 +59,12 @@ CHROME_FLAGS = (
     "--hide-scrollbars",
     "--window-size=1400,1000",
 )
-# The extra cell: a progress bar from the course's own helper, forced on (fast mode hides bars).
-WIDGET_CELL = (
-    "from unet_lesson import env\n\nbar = env.progress(range(3), disable=False)\nlist(bar)"
+# The extra cell: a progress bar from the course's own helper, forced on (fast mode hides bars),
+# and a figure from its plotting helpers (shown by the inline backend when the cell ends).
+EXTRA_CELL = (
+    "import numpy as np\n\nfrom unet_lesson import env, plotting\n\n"
+    "bar = env.progress(range(3), disable=False)\nlist(bar)\n"
+    "figure = plotting.show_images([np.eye(32), np.ones((32, 32))], ['eye', 'ones'])"
 )
 NO_WIDGETS = "IProgress not found"
 STDERR = '[data-mime-type="application/vnd.jupyter.stderr"]'
@@ -355,6 +359,7 @@ return {{
     stderr: [...c.querySelectorAll('.jp-OutputArea-output{STDERR}')].map(e => e.textContent),
     text: c.querySelector('.jp-Cell-outputArea').textContent,
     widgets: c.querySelectorAll('.jp-OutputArea-output :is({WIDGET})').length,
+    images: c.querySelectorAll('.jp-OutputArea-output img').length,
   }})),
   images: images.length,
   loaded: images.filter(i => i.complete && i.naturalWidth > 0).length,
@@ -472,7 +477,7 @@ def _wait_until_idle(deadline: Deadline, what: str, state) -> None:
     _wait_for(deadline, f"every cell of {what} to finish", finished, timeout=BUDGET_S, poll=1)
 
 
-def _problems(browser: Browser, path: str, *, want_figure: bool) -> list[str]:
+def _problems(browser: Browser, path: str) -> list[str]:
     """What a learner would see go wrong in the notebook as it is shown now."""
     found = []
     results = browser.js(_RESULTS_JS)
@@ -493,18 +498,15 @@ def _problems(browser: Browser, path: str, *, want_figure: bool) -> list[str]:
         found.append(f"{path}: code cells {not_run} of {len(results['cells'])} did not run")
     if model_errors is None:
         found.append(f"{path}: window.jupyterapp did not give the notebook's model")
-    if want_figure and not (results["images"] and results["loaded"] == results["images"]):
-        found.append(
-            f"{path}: {results['images']} figures, {results['loaded']} loaded (want at least 1)"
-        )
     return found
 
 
-def _check_progress_widget(browser: Browser, deadline: Deadline, path: str) -> list[str]:
-    """Add a cell that makes an ``env.progress`` bar, run it, and look for the widget."""
-    index = browser.driver.execute_async_script(_ADD_CELL_JS, path, WIDGET_CELL)
+def _check_widget_and_figure(browser: Browser, deadline: Deadline, path: str) -> list[str]:
+    """Add a cell that makes an ``env.progress`` bar and a figure, run it, and look for the
+    widget and the image."""
+    index = browser.driver.execute_async_script(_ADD_CELL_JS, path, EXTRA_CELL)
     if not isinstance(index, int):
-        return [f"{path}: could not add the progress-bar cell ({index})"]
+        return [f"{path}: could not add the progress-bar and figure cell ({index})"]
 
     def last_cell():
         return browser.js(_RESULTS_JS)["cells"][-1]
@@ -516,18 +518,28 @@ def _check_progress_widget(browser: Browser, deadline: Deadline, path: str) -> l
 
     try:
         _wait_for(
-            deadline, "the progress-bar cell to run and render its widget",
-            lambda: (c := last_cell())["widgets"] or NO_WIDGETS in c["text"]
+            deadline, "the extra cell to run and render its widget and its figure",
+            lambda: ((c := last_cell())["widgets"] and c["images"]) or NO_WIDGETS in c["text"]
             or (re.fullmatch(r"\[\d+\]:", c["prompt"]) and c["stderr"]),
             timeout=60,
         )  # fmt: skip
     except BudgetSpent as timeout:
-        return [f"{path}: no progress widget rendered ({timeout}): {last_cell()}"]
-    cell = last_cell()
+        return [f"{path}: no progress widget or figure rendered ({timeout}): {last_cell()}"]
+    cell, shown = last_cell(), last_cell()["text"][-800:]
     if not cell["widgets"] or NO_WIDGETS in cell["text"] or cell["stderr"]:
-        shown = cell["text"][-800:]
         return [f"{path}: env.progress did not render as a widget; the cell shows:\n{shown}"]
-    return []
+    found = []
+
+    def loaded():  # the figure's PNG decoded by the browser
+        results = browser.js(_RESULTS_JS)
+        return results["images"] and results["loaded"] == results["images"]
+
+    try:
+        _wait_for(deadline, "the figure to load", loaded, timeout=20)
+    except BudgetSpent:
+        results = browser.js(_RESULTS_JS)
+        found.append(f"{path}: {results['images']} figures, {results['loaded']} loaded")
+    return found
 
 
 def _screenshot(browser: Browser, file: Path) -> Path:
@@ -573,7 +585,6 @@ def test_notebooks_run_green_in_jupyterlab(tmp_path, monkeypatch):
     timer.start()
     problems: list[str] = []
     screenshots: list[Path] = []
-    kernels: dict[str, set[str]] = {}
     started = time.monotonic()
     try:
         lab.start(deadline)
@@ -585,13 +596,11 @@ def test_notebooks_run_green_in_jupyterlab(tmp_path, monkeypatch):
             t0 = time.monotonic()
             try:
                 _run_notebook(lab, browser, deadline, path)
-                kernels[path] = {s["kernel"]["id"] for s in lab.sessions()}
-                found = _problems(browser, path, want_figure=path.startswith("notebooks/10"))
-                if path.startswith("notebooks/00"):
-                    found += _check_progress_widget(browser, deadline, path)
-                    text = browser.js(f"return {_PANEL}.textContent;")
-                    if str(tmp_path / "data") not in text:
-                        found.append(f"{path}: the data folder shown is not the test's tmp one")
+                found = _problems(browser, path)
+                found += _check_widget_and_figure(browser, deadline, path)
+                text = browser.js(f"return {_PANEL}.textContent;")
+                if str(tmp_path / "data") not in text:
+                    found.append(f"{path}: the data folder shown is not the test's tmp one")
             except Exception as error:  # recorded; the next notebook still runs
                 if timed_out.is_set():
                     raise
@@ -622,9 +631,6 @@ def test_notebooks_run_green_in_jupyterlab(tmp_path, monkeypatch):
         lab.stop()
         print(f"browser test: {time.monotonic() - started:.1f} s in all; files in {tmp_path}")
 
-    first, second = (kernels.get(p) for p in NOTEBOOKS)
-    if first and second and first & second:
-        problems.append(f"notebook 10 reused notebook 00's kernel: {kernels}")
     # every write through Jupyter's contents API is logged; the test must have made none
     writes = re.findall(r"(?m)^.*\] (?:Saving file at|Uploading file to|Creating new|delete) .*$",
                         lab.log_tail(chars=10**7))  # fmt: skip

@@ -8,19 +8,23 @@ dependencies from the package index) serves every test here:
   repository, and writes its data and runs there, never into the environment;
 * a hosted runtime, simulated: a kernel like Colab's (``google.colab`` imported at start, a shell
   class named ``Shell`` derived from ipykernel's, stderr not a terminal) runs notebook 00's setup
-  cell exactly as stored, in three states:
+  cell exactly as stored, then a probe cell that reports what the kernel sees, in three states:
 
   - **no package**: the cell's own default, ``unet-lesson @ git+<Repository>@v<version>``, is
     installed from a local git repository tagged ``v<version>`` (git's ``url.<base>.insteadOf``
-    stands in for GitHub, which this test cannot reach), then notebook 00 runs to the end;
+    stands in for GitHub, which this test cannot reach);
   - **another version installed**: it is replaced by the notebook's version, in the same kernel,
     here through ``UNET_LESSON_PIP_SPEC`` pointing at the local wheel;
   - **the right version installed**: pip is never called (a stub ``pip`` module on the path
     would record any call).
 
+The rest of notebook 00 is not run here: the browser test runs it (or nbval, where the browser
+test cannot run), and every notebook runs once per ``pytest``. That the setup cell is the
+course's template is checked in tests/test_setup_cell.py. Most of this test's time is the
+environment (pip) and the demo (training).
+
 Marked ``venv`` (``pytest -m "not venv"`` leaves it out); skips when ``build``, ``git`` or
-``nbclient`` is missing. 4 to 5 minutes on 2 cores shared with a long benchmark, most of it the
-environment (pip, 1-2 min) and the demo (training, 1-1.5 min).
+``nbclient`` is missing.
 """
 
 from __future__ import annotations
@@ -285,12 +289,14 @@ def test_the_wheel_installed_outside_the_repository_runs_the_demo(dists, venv, t
         names = {Path(n).relative_to(Path(n).parts[0]).as_posix() for n in sdist.getnames()
                  if len(Path(n).parts) > 1}
     assert {"pyproject.toml", "README.md", "unet_lesson/env.py", "unet_lesson/__main__.py",
-            "unet_lesson/data/download.py"} <= names
+            "unet_lesson/course/download.py"} <= names
     with zipfile.ZipFile(dists.wheel) as wheel:
         members = wheel.namelist()
         metadata = wheel.read(next(n for n in members if n.endswith(".dist-info/METADATA")))
     assert all(m.startswith(("unet_lesson/", f"unet_lesson-{VERSION}.dist-info/"))
                for m in members), members
+    assert {"unet_lesson/course/releases/stage1_train_fixed.json",  # package data
+            "unet_lesson/course/timings.json"} <= set(members)
     metadata = metadata.decode()
     assert f"\nVersion: {VERSION}\n" in metadata
     assert f"Project-URL: Repository, {REPOSITORY}" in metadata
@@ -319,7 +325,7 @@ def test_the_wheel_installed_outside_the_repository_runs_the_demo(dists, venv, t
 def test_setup_cell_in_a_fresh_colab_like_runtime_installs_the_tagged_version(
         dists, venv, colab, tmp_path):
     """No package: the cell's own default spec, git+<Repository>@v<version>, from a local git
-    repository that stands in for GitHub; then notebook 00 runs to the end."""
+    repository that stands in for GitHub."""
     _install(venv, None)
     assert _installed(venv) is None
     # the repository: the checkout's sources, committed and tagged like a release
@@ -334,11 +340,10 @@ def test_setup_cell_in_a_fresh_colab_like_runtime_installs_the_tagged_version(
     gitconfig = tmp_path / "gitconfig"
     gitconfig.write_text(f'[url "{repo.as_uri()}"]\n\tinsteadOf = {REPOSITORY}\n')
 
-    cells = json.loads(NOTEBOOK_00.read_text(encoding="utf-8"))["cells"]
-    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     work = tmp_path / "content"
     work.mkdir()
-    outputs = colab([*code, PROBE], work, GIT_CONFIG_GLOBAL=gitconfig, GIT_CONFIG_NOSYSTEM="1")
+    outputs = colab([_setup_cell(), PROBE], work, GIT_CONFIG_GLOBAL=gitconfig,
+                    GIT_CONFIG_NOSYSTEM="1")
 
     setup = outputs[0]
     assert f"unet_lesson not installed: installing unet-lesson @ git+{REPOSITORY}@v{VERSION}" \
@@ -356,7 +361,7 @@ def test_setup_cell_in_a_fresh_colab_like_runtime_installs_the_tagged_version(
     assert (probe["shell"], probe["in_notebook"], probe["colab"]) == ("Shell", True, True)
     assert probe["stderr_tty"] is False
     assert (probe["bar_disabled"], probe["bar_module"]) == (False, "tqdm.notebook")
-    assert Path(probe["data_dir"]) == work / "data" and (work / "data").is_dir()
+    assert Path(probe["data_dir"]) == work / "data"
     assert _installed(venv) == VERSION
 
 
@@ -396,7 +401,7 @@ def test_setup_cell_with_the_right_version_never_calls_pip(dists, venv, colab, t
     assert {p.name: p.stat().st_mtime_ns for p in venv.site.glob("unet_lesson*")} == installed
     # and the stub does catch a call: the same kernel set-up, with the package missing
     _install(venv, None)
-    with pytest.raises(pytest.fail.Exception, match="CalledProcessError|returned non-zero"):
+    with pytest.raises(pytest.fail.Exception, match="SystemExit.*pip could not install"):
         colab([_setup_cell()], tmp_path, path_first=fake.parent,
               UNET_LESSON_PIP_SPEC=tmp_path / "no-such.whl")
     assert record.read_text().count("install") == 1
