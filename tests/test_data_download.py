@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,15 @@ import requests
 from PIL import Image
 
 from unet_lesson.course import download as dl
-from unet_lesson.course.download import DownloadError, UnsafeArchiveError, download_dsb2018
+from unet_lesson.course.download import DownloadError, UnsafeArchiveError
+from unet_lesson.course.download import download_dsb2018 as _download
 from unet_lesson.data import read_dsb_sample
+
+
+def download_dsb2018(*args, **kwargs):
+    """The competition's own stage1_train (``release="original"``): what these tests are
+    about; the course's fixed release is tested in tests/test_data_release.py."""
+    return _download(*args, **{"release": "original", **kwargs})
 
 SOLUTION = b"ImageId,EncodedPixels,Height,Width,Usage\nt1,1 3 10 2,8,8,Public\n"
 
@@ -108,7 +116,10 @@ def test_bbbc038_download_unpacks_everything_once(server, tmp_path):
     serve, log = server
     url = serve("ok")
     dest = download_dsb2018(tmp_path / "dsb", source="bbbc038", base_url=url, progress=False)
-    assert sorted(p.name for p in (dest / "stage1_train").iterdir()) == ["a1", "a2"]
+    assert sorted(p.name for p in (dest / "stage1_train").iterdir()) == ["a1", "a2",
+                                                                          "release.json"]
+    assert json.loads((dest / "stage1_train" / "release.json").read_text())["release"] == \
+        "original"
     image, labels = read_dsb_sample(dest / "stage1_train" / "a1")
     assert image.shape == (8, 8, 3) and labels.max() == 1 and (labels == 1).sum() == 9
     assert (dest / "stage1_test" / "t1" / "images" / "t1.png").is_file()
@@ -248,7 +259,8 @@ def test_kaggle_download_unpacks_the_nested_zips(tmp_path):
     api = FakeKaggleApi()
     dest = download_dsb2018(tmp_path, source="kaggle", api=api)
     assert api.calls == ["authenticate", ("download", "data-science-bowl-2018")]
-    assert sorted(p.name for p in (dest / "stage1_train").iterdir()) == ["a1", "a2"]
+    assert sorted(p.name for p in (dest / "stage1_train").iterdir() if p.is_dir()) == ["a1",
+                                                                                        "a2"]
     assert (dest / "stage1_test" / "t1").is_dir()
     assert (dest / "stage1_solution.csv").read_bytes() == SOLUTION
     assert not (dest / ".download").exists() and not (dest / "stage2_test_final").exists()

@@ -73,10 +73,12 @@ def download_command(args) -> int:
     """Download and unpack the DSB 2018 data into ``--dest``.
     """
     from .download import download_dsb2018
+    from .release import identify_release
 
     check_output_folder(args.dest or dsb_dir(), "--dest")
-    dest = download_dsb2018(args.dest, source=args.source)
-    print(f"the DSB 2018 data is in {dest}")
+    dest = download_dsb2018(args.dest, source=args.source, release=args.release)
+    print(f"the DSB 2018 data is in {dest}; stage1_train: "
+          f"{identify_release(dest / 'stage1_train')['description']}")
     return 0
 
 

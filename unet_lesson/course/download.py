@@ -1,6 +1,11 @@
-"""Downloading the 2018 Data Science Bowl: from Kaggle, or from the Broad's BBBC038 copy.
+"""Downloading the 2018 Data Science Bowl: the course's release of it, verified file by file.
 
-Two sources of the same files (Caicedo et al. 2019, Nature Methods; CC0):
+The training set is, by default, the community-fixed release of ``stage1_train`` (the
+course's: its results come from it), fetched from its git host at one pinned commit and
+verified against the manifest the package ships (:mod:`.release`); ``release="original"``
+takes the competition's own 670 images instead. ``stage1_test`` and ``stage1_solution.csv``
+come from one of two sources of the competition's files (Caicedo et al. 2019, Nature
+Methods; CC0), which also serve the original ``stage1_train``:
 
 * ``source="bbbc038"`` (default, no account): the Broad Bioimage Benchmark Collection serves
   ``stage1_train.zip``, ``stage1_test.zip`` and ``stage1_solution.csv`` over plain HTTPS.
@@ -12,6 +17,7 @@ Two sources of the same files (Caicedo et al. 2019, Nature Methods; CC0):
 What lands in ``dest`` (default ``env.data_dir()/dsb2018``)::
 
     dest/stage1_train/<image_id>/images/<image_id>.png, masks/*.png
+    dest/stage1_train/release.json  # which release, which commit, what was verified
     dest/stage1_test/<image_id>/images/<image_id>.png
     dest/stage1_solution.csv   # stage1_test's nuclei, run-length encoded (read it with
                                # unet_lesson.rle.read_solution_csv)
@@ -28,17 +34,23 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
-import os
 import shutil
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from .. import env
 from ..data.labelled import SOLUTION_CSV
 from ..files import atomic_write
+from . import release as releases
+from .archives import (  # noqa: F401 (UnsafeArchiveError: raised by safe_extract, named here)
+    DownloadError,
+    UnsafeArchiveError,
+    safe_extract,
+    verify_zip,
+    zip_is_whole,
+)
 
 COMPETITION = "data-science-bowl-2018"
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/"
@@ -67,28 +79,19 @@ BAD_CREDENTIALS = (
 )
 
 
-class DownloadError(RuntimeError):
-    """A download that failed; the message says what to do next.
-
-    Not built in a notebook: :func:`download_dsb2018` raises it.
-    """
-
-
-class UnsafeArchiveError(DownloadError):
-    """An archive member that would be written outside the target folder.
-
-    Not built in a notebook: :func:`safe_extract` raises it.
-    """
-
-
 def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
-                     parts: tuple[str, ...] = PARTS, *, api=None, base_url: str = BBBC038_URL,
-                     timeout: float = 60.0, progress: bool | None = None) -> Path:
+                     parts: tuple[str, ...] = PARTS, *, release: str = releases.DEFAULT_RELEASE,
+                     api=None, base_url: str = BBBC038_URL,
+                     release_url: str = releases.FIXED_REPOSITORY, timeout: float = 60.0,
+                     progress: bool | None = None) -> Path:
     """Download and unpack the DSB 2018 stage-1 data into ``dest``; returns ``dest``.
 
     ``parts``: any of ``"stage1_train"``, ``"stage1_test"``, ``"stage1_solution"``.
-    ``api``: a Kaggle API object to use instead of ``KaggleApi()`` (tests pass a fake).
-    ``base_url``: the BBBC038 folder URL (tests point it at a local server).
+    ``release``: ``"fixed"`` (the course's: stage1_train from the community-fixed release,
+    verified against the package's manifest) or ``"original"`` (stage1_train from ``source``
+    too). ``api``: a Kaggle API object to use instead of ``KaggleApi()`` (tests pass a fake).
+    ``base_url``, ``release_url``: the BBBC038 folder and the fixed release's repository
+    (tests point them at a local server).
     Raises :class:`DownloadError` with an actionable message on failure.
 
     Used in notebook 01.
@@ -99,18 +102,24 @@ def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     if source not in ("bbbc038", "kaggle"):
         raise ValueError(f"source must be 'bbbc038' or 'kaggle', got {source!r}")
-    missing = [part for part in parts if not _present(dest, part)]
+    if release not in releases.RELEASES:
+        raise ValueError(f"release must be one of {releases.RELEASES}, got {release!r}")
+    missing = [part for part in parts if not _present(dest, part, release)]
     if not missing:
         return dest  # a complete copy: nothing to do
-    if source == "kaggle":
+    fixed = release == "fixed" and "stage1_train" in missing
+    rest = [part for part in missing if not (fixed and part == "stage1_train")]
+    if source == "kaggle" and rest:
         api = _kaggle_api(api)  # no credentials: say so before creating any folder
     made = [folder for folder in (dest, *dest.parents) if not folder.exists()]
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        if source == "bbbc038":
-            _from_bbbc038(dest, missing, base_url, timeout, progress)
-        else:
-            _from_kaggle(dest, missing, api)
+        if fixed:
+            _fixed_train(dest, release_url, timeout, progress)
+        if rest and source == "bbbc038":
+            _from_bbbc038(dest, rest, base_url, timeout, progress)
+        elif rest:
+            _from_kaggle(dest, rest, api)
     except BaseException:
         # keep a whole archive already downloaded (the next run reuses it), but leave no empty
         # work folder, and no empty folders this call created
@@ -122,10 +131,44 @@ def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
     return dest
 
 
-def _present(dest: Path, part: str) -> bool:
+def _present(dest: Path, part: str, release: str) -> bool:
     if part == "stage1_solution":
         return (dest / SOLUTION_CSV).is_file()
+    if part == "stage1_train" and (dest / part).is_dir():
+        held = releases.identify_release(dest / part)["release"]
+        if held in releases.RELEASES and held != release:
+            raise DownloadError(f"{dest / part} holds the {held} release of stage1_train, not "
+                                f"the {release} one asked for: move it aside (or choose another "
+                                f"destination) and run again; nothing was changed")
     return (dest / part).is_dir()
+
+
+def _fixed_train(dest: Path, repository: str, timeout: float, progress) -> None:
+    """stage1_train of the fixed release: its archive at the pinned commit, extracted and
+    verified against the manifest before it is moved into place (:mod:`.release`)."""
+    work = dest / _WORK
+    work.mkdir(exist_ok=True)
+    url = releases.archive_url(repository=repository)
+    archive = work / f"fixed-{releases.FIXED_COMMIT[:12]}.zip"
+    if not (archive.is_file() and zip_is_whole(archive)):
+        fetch(url, archive, timeout=timeout, progress=progress, dest_hint=dest, moved=(
+            f"the repository or its commit {releases.FIXED_COMMIT[:7]} may be gone; see "
+            f"{repository}, or take the original release (release='original', on the command "
+            f"line --release original)"))
+    verify_zip(archive)
+
+    def check(folder: Path) -> None:
+        try:
+            found = releases.verify_release(folder)
+        except releases.ReleaseError as error:  # the archive is not the release: not kept
+            archive.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: {error}".replace(str(folder), "stage1_train")) from None
+        releases.write_record(folder, found)
+        print(found.summary())
+
+    inside = releases.archive_folder(repository=repository)
+    safe_extract(archive, dest / "stage1_train", inside=inside, check=check)
+    archive.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,22 +183,23 @@ def _from_bbbc038(dest: Path, parts: list[str], base_url: str, timeout: float, p
         name = SOLUTION_CSV if part == "stage1_solution" else f"{part}.zip"
         url = base_url.rstrip("/") + "/" + name
         archive = work / name
-        if part == "stage1_solution" or not (archive.is_file() and _zip_is_whole(archive)):
+        if part == "stage1_solution" or not (archive.is_file() and zip_is_whole(archive)):
             fetch(url, archive, timeout=timeout, progress=progress, dest_hint=dest)
         if part == "stage1_solution":
             _install_csv(archive.read_bytes(), dest / SOLUTION_CSV, url)
         else:
             verify_zip(archive)
-            safe_extract(archive, dest / part)
+            safe_extract(archive, dest / part, check=_original_record(part))
         archive.unlink(missing_ok=True)
 
 
 def fetch(url: str, target: Path, timeout: float = 60.0, progress: bool | None = None,
-          dest_hint: Path | None = None) -> Path:
+          dest_hint: Path | None = None, moved: str | None = None) -> Path:
     """Download ``url`` to ``target``; ``target`` appears only when the download is whole.
 
     The bytes go through :func:`unet_lesson.files.atomic_write`: an error, a short read or a
-    byte count that differs from ``Content-Length`` leaves no file behind.
+    byte count that differs from ``Content-Length`` leaves no file behind. ``moved``: what to
+    do when the server answers with an HTTP error (default: BBBC038's advice).
 
     Not built in a notebook: :func:`download_dsb2018` downloads with it.
     """
@@ -179,9 +223,9 @@ def fetch(url: str, target: Path, timeout: float = 60.0, progress: bool | None =
                                     f"bytes; run again to restart it")
     except urllib.error.HTTPError as error:
         raise DownloadError(
-            f"{url} answered HTTP {error.code} {error.reason}: the Broad may have moved the file;"
-            f" see https://bbbc.broadinstitute.org/BBBC038 for the current links, or use "
-            f"source='kaggle'"
+            f"{url} answered HTTP {error.code} {error.reason}: " + (moved or (
+                "the Broad may have moved the file; see https://bbbc.broadinstitute.org/BBBC038 "
+                "for the current links, or use --source kaggle (source='kaggle' in Python)"))
         ) from None
     except http.client.IncompleteRead as error:
         raise DownloadError(
@@ -290,9 +334,21 @@ def _from_kaggle(dest: Path, parts: list[str], api) -> None:
                 _install_csv(_maybe_unzip_csv(inner), dest / SOLUTION_CSV, str(outer))
             else:
                 verify_zip(inner)
-                safe_extract(inner, dest / part)
+                safe_extract(inner, dest / part, check=_original_record(part))
             inner.unlink()
     outer.unlink()
+
+
+def _original_record(part: str):
+    """For stage1_train of a competition source: a check that records its release."""
+    if part != "stage1_train":
+        return None
+
+    def record(folder: Path) -> None:
+        images = sum(1 for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._")
+        releases.write_record(folder, releases.ReleaseCheck("original", "", images, 0))
+
+    return record
 
 
 def _maybe_unzip_csv(path: Path) -> bytes:
@@ -307,72 +363,8 @@ def _maybe_unzip_csv(path: Path) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# Verifying and unpacking
+# Installing the solution CSV
 # --------------------------------------------------------------------------------------------
-
-
-def _zip_is_whole(path: Path) -> bool:
-    try:
-        verify_zip(path)
-        return True
-    except DownloadError:
-        return False
-
-
-def verify_zip(path: Path) -> None:
-    """Raise :class:`DownloadError` (and delete the file) unless ``path`` is a whole zip.
-
-    Not built in a notebook: :func:`download_dsb2018` checks every archive with it.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()  # reads every member and checks its CRC
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        bad, problem = None, f"is not a complete zip archive ({error})"
-    else:
-        problem = f"has a corrupt member {bad!r} (CRC mismatch)" if bad else None
-    if problem:
-        Path(path).unlink(missing_ok=True)
-        raise DownloadError(f"{path} {problem}; it was deleted: run again to download it anew")
-
-
-def _check_member(info: zipfile.ZipInfo, archive: Path, target: Path) -> None:
-    name = info.filename
-    path = PurePosixPath(name.replace("\\", "/"))
-    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-    if path.is_absolute() or ".." in path.parts or ":" in path.parts[0] or is_link:
-        raise UnsafeArchiveError(
-            f"{archive} holds the member {name!r}, which would be written outside {target}; "
-            f"refusing to extract it (the archive is damaged or malicious): delete it and "
-            f"download again"
-        )
-
-
-def safe_extract(archive: Path, target: Path) -> Path:
-    """Unzip ``archive`` into the new folder ``target``, atomically and without path escapes.
-
-    Members go into a temporary folder next to ``target`` that is renamed into place when
-    everything is out. An archive whose content sits in one folder named like ``target``
-    (``stage1_train/...``) is unwrapped. Raises :class:`UnsafeArchiveError` before writing
-    anything if a member would land outside ``target``.
-
-    Not built in a notebook: :func:`download_dsb2018` unpacks with it.
-    """
-    archive, target = Path(archive), Path(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            for info in bundle.infolist():
-                _check_member(info, archive, target)
-            bundle.extractall(tmp)
-        shutil.rmtree(tmp / "__MACOSX", ignore_errors=True)
-        entries = list(tmp.iterdir())
-        content = entries[0] if (len(entries) == 1 and entries[0].is_dir()
-                                 and entries[0].name == target.name) else tmp
-        os.rename(content, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _install_csv(data: bytes, target: Path, origin: str) -> None:
