@@ -29,6 +29,16 @@ def test_by_mode_picks_the_setting(monkeypatch):
     assert env.by_mode(fast=1, cpu=2, gpu=3, device=torch.device("cuda")) == 3
 
 
+def test_apple_mps_gets_the_cpu_sizing_and_says_so(monkeypatch):
+    monkeypatch.delenv("UNET_LESSON_FAST", raising=False)
+    mps = torch.device("mps")
+    assert env.mode(mps) == "cpu"
+    assert env.by_mode(fast=1, cpu=2, gpu=3, device=mps) == 2
+    monkeypatch.setattr(env, "device_name", str)  # no MPS here to ask for its name
+    assert notebook.describe(mps)["mode"] == "cpu (Apple MPS: the CPU sizing)"
+    assert notebook.describe(torch.device("cpu"))["mode"] == "cpu"
+
+
 @pytest.mark.parametrize(("cuda", "mps", "expected"), [(True, True, "cuda"), (False, True, "mps"),
                                                        (False, False, "cpu")])
 def test_the_device_cascade_is_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):

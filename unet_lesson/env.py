@@ -66,14 +66,18 @@ def _mps_available() -> bool:
 
 
 def mode(device: torch.device | None = None) -> str:
-    """``"fast"`` (CI), ``"gpu"`` (CUDA or MPS) or ``"cpu"`` (a laptop).
+    """``"fast"`` (CI), ``"gpu"`` (CUDA) or ``"cpu"`` (a laptop, also with Apple's MPS).
+
+    Apple's MPS gets the CPU sizing: the GPU sizing is made for a CUDA GPU (mixed precision,
+    several DataLoader workers, augmentation on the device), which a laptop's MPS does not
+    match.
 
     Used in notebook 00.
     """
     if fast_mode():
         return "fast"
     device = device or pick_device()
-    return "cpu" if device.type == "cpu" else "gpu"
+    return "gpu" if device.type == "cuda" else "cpu"
 
 
 def device_name(device: torch.device) -> str:
