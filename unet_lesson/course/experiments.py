@@ -67,7 +67,8 @@ POSTS = {  # fixed post-processing: nothing is tuned on the validation images
 COUNTS = ("true", "matched", "missed", "merged", "split", "false positives", "merges")
 
 
-def claims_config(device: torch.device | None = None, **changes) -> TrainConfig:
+def claims_config(device: torch.device | None = None, mode: str | None = None,
+                  **changes) -> TrainConfig:
     """The configuration every arm starts from: the paper's (``preset("paper")``: valid
     padding, no batch norm, drop-out, two classes, the weighted cross-entropy, elastic
     deformation), sized for this machine's mode, with AdamW (see the module docstring).
@@ -76,24 +77,42 @@ def claims_config(device: torch.device | None = None, **changes) -> TrainConfig:
     batch 2, 80 steps (minutes a run: ``docs/results.md`` has the time). GPU: the paper's
     width 64 and 388-pixel tiles, batch 4, 1000 steps.
     Validation during training scores one image (it only marks the checkpoint); the claims
-    are scored afterwards (:func:`score_run`).
+    are scored afterwards (:func:`score_run`). ``mode``: another mode's size (default: this
+    machine's, :func:`unet_lesson.env.mode`).
 
     Used in notebook 11 (and ``benchmarks/paper_claims.py``).
     """
-    sized = env.by_mode(
+    sized = dict(
         fast=dict(base_channels=4, tile_size=20, predict_tile=100, batch_size=2,
                   tiles_per_epoch=4, num_epochs=1, warmup_steps=1),
         cpu=dict(base_channels=16, tile_size=100, predict_tile=260, batch_size=2,
                  tiles_per_epoch=80, num_epochs=2, warmup_steps=20),
         gpu=dict(base_channels=64, tile_size=388, predict_tile=388, batch_size=4,
                  tiles_per_epoch=400, num_epochs=10, warmup_steps=100,
-                 num_workers=min(4, env.cpu_count())),
-        device=device)
-    values = dict(optimizer="adamw", lr=1e-3, schedule="cosine", num_workers=0,
-                  val_max_images=1, best_above_chance=False, **sized)
+                 num_workers=min(4, env.cpu_count())))[mode or env.mode(device)]
+    values = {**dict(optimizer="adamw", lr=1e-3, schedule="cosine", num_workers=0,
+                     val_max_images=1, best_above_chance=False), **sized}
     values.update(changes)
     values.setdefault("val_every", values["num_epochs"])
     return preset("paper", **values)
+
+
+def claims_plan(device: torch.device | None = None, mode: str | None = None) -> dict:
+    """The optional notebook 11b's measurement of both claims, sized for the mode:
+    ``base`` (:func:`claims_config`), the training-set ``sizes`` of the elastic claim, the
+    ``seeds`` and ``n_val``, the validation images every run is scored on.
+
+    Five seeds on a GPU: the exact permutation test over seeds can then reach p = 0.008
+    (:func:`unet_lesson.stats.smallest_p`); with three, 0.1 at best, whatever the runs do.
+
+    Not built in a notebook: notebook 11b measures the claims with it.
+    """
+    mode = mode or env.mode(device)
+    pick = dict(fast=0, cpu=1, gpu=2)[mode]
+    return {"base": claims_config(device, mode),
+            "sizes": ((4,), (8,), (8, 32))[pick],
+            "seeds": ([0, 1], [0, 1, 2], [0, 1, 2, 3, 4])[pick],
+            "n_val": (3, 16, 48)[pick]}
 
 
 @dataclass(frozen=True)
