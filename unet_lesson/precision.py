@@ -149,3 +149,40 @@ def describe(dtype: torch.dtype | None) -> str:
     Used in notebooks 00 and 10.
     """
     return {torch.bfloat16: "bf16", torch.float16: "fp16 with loss scaling"}.get(dtype, "fp32")
+
+
+def _tf32_settings() -> tuple[list[tuple[object, str]], object]:
+    """The switches of TensorFloat-32 and their value for IEEE float32: torch's new
+    ``fp32_precision`` settings where this torch has them (mixing them with the legacy
+    ``allow_tf32`` flags is an error there), else the legacy flags."""
+    backends = torch.backends
+    new = [(backends.cuda.matmul, "fp32_precision"),
+           (getattr(backends.cudnn, "conv", None), "fp32_precision"),
+           (getattr(backends.cudnn, "rnn", None), "fp32_precision")]
+    if all(hasattr(owner, name) for owner, name in new):
+        return new, "ieee"
+    return [(backends.cuda.matmul, "allow_tf32"), (backends.cudnn, "allow_tf32")], False
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """IEEE float32 while the block runs: TensorFloat-32 off for matrix products and cuDNN
+    convolutions, every switch restored afterwards (also after an exception).
+
+    CUDA GPUs from compute capability 8.0 compute float32 convolutions in TF32 by PyTorch's
+    default (10 bits of mantissa: relative errors near 1e-3), so two float32 computations that
+    should agree (tiles stitched by hand and ``predict_tiled``, channels-last or not) can
+    differ by more than a tight tolerance there. Compare them inside this block. Nothing
+    changes on a CPU or Apple's MPS.
+
+    Not built in a notebook: for comparisons on a GPU (notebook 10's tiles).
+    """
+    settings, exact = _tf32_settings()
+    saved = [getattr(owner, name) for owner, name in settings]
+    try:
+        for owner, name in settings:
+            setattr(owner, name, exact)
+        yield
+    finally:
+        for (owner, name), value in zip(settings, saved, strict=True):
+            setattr(owner, name, value)
