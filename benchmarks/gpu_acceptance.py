@@ -24,9 +24,20 @@ Prints, and writes as JSON:
    measured in 2. (a tenth of the time box each, at most 4,000 tiles), so the box holds on a
    slow device too.
 
-``--tiny`` shrinks everything (width 4, 64x64 tiles, a synthetic set, seconds of training) so
-the whole script runs on a CPU in a test. At full size it is sized for about 8 minutes on one
-GPU (``--minutes`` is the training run's share).
+4. with ``--notebooks``: notebooks 10, 11 and 12 (or those named) executed top to bottom in
+   this machine's mode (GPU mode on a GPU) on ``--data``, each one's wall time recorded in the
+   JSON and, with ``--record-times``, in the notebooks' time table
+   (``unet_lesson/course/timings.json``, printed at the top of notebooks 10-12). A lent GPU
+   machine receives only the working tree: ``python tools/compact_data.py`` makes a compact
+   copy of the real data to send along (``data/compact/dsb2018/stage1_train``)::
+
+       python benchmarks/gpu_acceptance.py --data data/compact/dsb2018/stage1_train \
+           --notebooks --record-times --out gpu.json
+
+``--tiny`` shrinks everything (width 4, 64x64 tiles, a synthetic set, seconds of training;
+notebook 00 in fast mode instead of 10-12) so the whole script runs on a CPU in a test. At
+full size steps 1-3 are sized for about 8 minutes on one GPU (``--minutes`` is the training
+run's share); ``--notebooks-only`` skips them.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tools"))  # time_notebooks
 from _common import device_description, time_steps  # noqa: E402
 
 from unet_lesson import env, precision
@@ -59,6 +71,7 @@ PEAK_TFLOPS = {
     "V100": {"fp16": 125.0, "fp32": 15.7},
     "T4": {"fp16": 65.0, "fp32": 8.1},
 }
+NOTEBOOKS = ("10", "11", "12")  # what --notebooks executes when given no numbers
 # each training-step variant: (channels_last, mixed precision, torch.compile)
 VARIANTS = {"fp32 eager": (False, False, False), "channels_last": (True, False, False),
             "channels_last + amp": (True, True, False),
@@ -224,7 +237,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="changes to the training run's configuration")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized smoke test")
+    parser.add_argument("--notebooks", nargs="*", metavar="NN", help="also execute these "
+                        "notebooks top to bottom in this machine's mode on --data (given "
+                        f"alone: {' '.join(NOTEBOOKS)}) and record their wall times; with "
+                        "--tiny, notebook 00 in fast mode")
+    parser.add_argument("--notebooks-only", action="store_true", help="only the notebooks: "
+                        "no throughput table, no training run")
+    parser.add_argument("--record-times", action="store_true", help="write the notebooks' "
+                        "times into unet_lesson/course/timings.json (the notebooks' table)")
     args = parser.parse_args(argv)
+    if args.notebooks is not None and not args.notebooks:
+        args.notebooks = list(NOTEBOOKS)
+    if args.notebooks_only and args.notebooks is None:
+        parser.error("--notebooks-only needs --notebooks")
     if args.tiny:  # torch.compile's first call alone takes half a minute on a CPU: left out
         args.widths, args.batch_size, args.size, args.steps, args.warmup = [4], 2, 64, 2, 1
         args.workers, args.minutes = 0, min(args.minutes, 0.05)
@@ -232,6 +257,17 @@ def main(argv: list[str] | None = None) -> dict:
     device = env.pick_device()
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "environment": environment(device)}
     print(json.dumps(results["environment"], indent=1), flush=True)
+    if not args.notebooks_only:
+        measure_training(args, device, results)
+    if args.notebooks is not None:
+        results["notebooks"] = notebook_times(args, device)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def measure_training(args, device: torch.device, results: dict) -> None:
+    """Steps 2 and 3: the throughput table and the time-boxed training run."""
     results["throughput"] = []
     print(f"\n{'width':>5} {'variant':<30} {'img/s':>8} {'GFLOP/img':>10} {'MFU':>6} "
           f"{'peak GiB':>8}")
@@ -255,7 +291,43 @@ def main(argv: list[str] | None = None) -> dict:
     results["training"] = training_run(args, device, results["throughput"])
     print(json.dumps(results["training"], indent=1))
     args.out.write_text(json.dumps(results, indent=2))
-    return results
+
+
+def notebook_times(args, device: torch.device, execute=None) -> dict:
+    """Step 4: each notebook of ``args.notebooks`` executed top to bottom (nbconvert, a
+    fresh kernel) in this machine's mode on a fresh data folder holding ``--data`` as its
+    ``dsb2018/stage1_train`` and a fresh runs folder, timed; with ``--record-times`` each
+    time that ran to the end goes into the notebooks' time table. ``--tiny``: notebook 00
+    in fast mode (every notebook is too long for a test). ``execute``: the function that
+    runs one (tests pass a fake)."""
+    from time_notebooks import execute as run_notebook
+    from time_notebooks import hardware_name, notebook_path
+
+    from unet_lesson.course import budget
+
+    execute = execute or run_notebook
+    numbers = ["00"] if args.tiny else args.notebooks
+    work = Path(tempfile.mkdtemp(prefix="notebooks-"))
+    (work / "data" / "dsb2018").mkdir(parents=True)
+    if args.data is not None:
+        (work / "data" / "dsb2018" / "stage1_train").symlink_to(Path(args.data).resolve())
+    environ = {"UNET_LESSON_DATA": str(work / "data"), "UNET_LESSON_RUNS": str(work / "runs")}
+    if args.tiny:
+        environ["UNET_LESSON_FAST"] = "1"
+    mode = "fast" if args.tiny else env.mode(device)
+    images = len([p for p in Path(args.data).iterdir() if p.is_dir()]) if args.data else 0
+    times = {"asked": list(args.notebooks), "mode": mode, "hardware": hardware_name()}
+    for number in numbers:
+        print(f"\nnotebook {number} ({mode} mode):", flush=True)
+        result = execute(notebook_path(number), environ=environ)
+        times[number] = result
+        print(f"{result['seconds'] / 60:.1f} min" + ("" if result["ok"] else
+                                                    f", FAILED:\n{result['error']}"), flush=True)
+        if args.record_times and result["ok"] and number in budget.NOTEBOOKS:
+            budget.record_time(number, mode, times["hardware"], result["seconds"] / 60,
+                               f"gpu_acceptance.py --notebooks, data: {images} images of "
+                               f"{Path(args.data).name if args.data else 'none'}")
+    return times
 
 
 if __name__ == "__main__":

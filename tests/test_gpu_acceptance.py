@@ -93,3 +93,51 @@ def test_the_rate_used_is_the_one_of_the_runs_own_step(acceptance, monkeypatch):
     wide = apply_overrides(preset("practical"), ["amp_cpu=true", "base_channels=64"])
     assert acceptance.measured_rate(rows, wide, cpu) == 1.4
     assert acceptance.measured_rate(rows, apply_overrides(fp32, ["compile=true"]), cpu) is None
+
+
+def test_the_notebooks_step_runs_a_notebook_for_real_under_tiny(acceptance, tmp_path):
+    """--tiny executes notebook 00 in fast mode (10-12 are too long for a test), timed."""
+    out = tmp_path / "nb.json"
+    results = acceptance.main(["--tiny", "--notebooks", "--notebooks-only", "--out", str(out)])
+    notebooks = json.loads(out.read_text())["notebooks"]
+    assert notebooks == results["notebooks"]
+    assert notebooks["asked"] == ["10", "11", "12"] and notebooks["mode"] == "fast"
+    assert notebooks["00"]["ok"], notebooks["00"]["error"]
+    assert notebooks["00"]["notebook"] == "00_welcome_and_setup.ipynb"
+    assert 0 < notebooks["00"]["seconds"] < 600
+    assert "throughput" not in results  # --notebooks-only
+
+
+def test_the_notebooks_step_runs_10_to_12_on_the_data_and_records_them(acceptance, tmp_path,
+                                                                      monkeypatch):
+    import time_notebooks
+
+    from unet_lesson.course import budget
+
+    data = tmp_path / "compact" / "stage1_train"
+    for image_id in ("a", "b"):
+        (data / image_id / "images").mkdir(parents=True)
+    ran = []
+
+    def fake_execute(path, timeout=7200.0, environ=None):
+        seen = Path(environ["UNET_LESSON_DATA"]) / "dsb2018" / "stage1_train"
+        ran.append((path.name[:2], seen.resolve() == data.resolve(),
+                    "UNET_LESSON_FAST" in environ, environ["UNET_LESSON_RUNS"]))
+        return {"notebook": path.name, "seconds": 90.0, "ok": True, "error": ""}
+
+    monkeypatch.setattr(time_notebooks, "execute", fake_execute)
+    monkeypatch.setattr(budget, "timings_path", lambda: tmp_path / "timings.json")
+    monkeypatch.setenv("UNET_LESSON_DEVICE", "cpu")
+    monkeypatch.delenv("UNET_LESSON_FAST", raising=False)
+    results = acceptance.main(["--data", str(data), "--notebooks", "--notebooks-only",
+                               "--record-times", "--out", str(tmp_path / "gpu.json")])
+    assert [r[:3] for r in ran] == [("10", True, False), ("11", True, False),
+                                    ("12", True, False)]
+    assert len({r[3] for r in ran}) == 1 and not ran[0][3].startswith(str(Path.cwd()))
+    assert results["notebooks"]["mode"] == "cpu"
+    recorded = budget.measured_times(tmp_path / "timings.json")
+    assert [(t["notebook"], t["mode"], t["minutes"]) for t in recorded] == [
+        ("10", "cpu", 1.5), ("11", "cpu", 1.5), ("12", "cpu", 1.5)]
+    assert recorded[0]["how"] == "gpu_acceptance.py --notebooks, data: 2 images of stage1_train"
+    with pytest.raises(SystemExit):
+        acceptance.main(["--notebooks-only", "--out", str(tmp_path / "x.json")])
