@@ -282,3 +282,11 @@ def test_the_command_line_downloads_the_fixed_release_unless_told(tmp_path, monk
     assert cli.main(["download", "--dest", str(tmp_path / "b"), "--release", "original"]) == 0
     assert asked == [("bbbc038", "fixed"), ("bbbc038", "original")]
     assert "stage1_train: a folder of images in the DSB layout" in capsys.readouterr().out
+
+
+def test_run_json_names_the_data_release(finished_run, tiny_data):
+    """A run records which release its data is and how many of its images it found."""
+    record = json.loads((finished_run / "run.json").read_text())["data_release"]
+    root, samples = tiny_data
+    assert (record["release"], record["images"]) == ("synthetic", len(samples))
+    assert record == identify_release(root)
