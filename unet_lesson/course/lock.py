@@ -6,7 +6,7 @@ The process that trains a run (and writes its results) holds ``RUN/.lock`` with
 operating system releases the lock when its process ends, however it ends (a crash or
 ``kill -9`` too), so a lock is never left behind. Within one process the lock is re-entrant
 (the ``train`` command holds it around training and scoring; training takes it again). Where
-``fcntl`` does not exist (Windows) runs are not locked.
+``fcntl`` does not exist (Windows), or the file system has no locks, runs are not locked.
 """
 
 from __future__ import annotations
@@ -65,7 +65,12 @@ class RunLock:
             except BlockingIOError:
                 who = _pid_in(fd)
                 os.close(fd)
+                if who == f"process {os.getpid()}":  # ours, still open in a forked worker
+                    return self
                 raise _in_use(self.folder, who) from None
+            except OSError:  # a file system without locks (some network mounts): unlocked
+                os.close(fd)
+                return self
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             _HELD[key] = [fd, 1]
@@ -107,6 +112,8 @@ def holder(folder: str | Path) -> str | None:
         return None
     except BlockingIOError:
         return _pid_in(fd)
+    except OSError:  # a file system without locks
+        return None
     finally:
         os.close(fd)  # releases the shared lock taken to look
 
