@@ -314,7 +314,7 @@ def budget_table(notebook: str, times: list[dict] | None = None) -> pd.DataFrame
         if mode == "cpu" and not measured:
             rows.append({"mode": "cpu", "hardware": HARDWARE["cpu"].name,
                          "minutes": round(estimate_minutes(notebook, "cpu", "cpu"), 1),
-                         "how": "estimated (not measured yet)"})
+                         "how": "rough estimate from FLOPs: not measured yet"})
     for key in ("T4", "A100"):
         hw = HARDWARE[key]
         rows.append({"mode": "gpu", "hardware": hw.name,
