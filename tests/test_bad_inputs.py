@@ -388,16 +388,20 @@ def test_a_malicious_checkpoint_is_refused_without_the_advice_to_load_it(finishe
     assert "weights_only" not in err
 
 
-@pytest.mark.parametrize("given", ["a folder of data sets", "one sample"])
+@pytest.mark.parametrize("given", ["a folder of data sets", "one sample", "not samples"])
 def test_a_data_folder_one_level_off_is_named(tiny_data, tmp_path, capsys, given):
     root = tiny_data[0]
-    data = root.parent if given == "a folder of data sets" else sorted(root.iterdir())[0]
+    data = {"a folder of data sets": root.parent, "one sample": sorted(root.iterdir())[0],
+            "not samples": tmp_path / "data"}[given]
+    (tmp_path / "data" / "cache").mkdir(parents=True)  # e.g. data/ with its cache/ beside
     assert main(train_args(data, tmp_path / "run")) == 2
     err = error_of(capsys)
     if given == "a folder of data sets":
         assert "holds samples itself" in err and f"use {root} as the data folder" in err
-    else:
+    elif given == "one sample":
         assert "part of one sample" in err and f"the data folder is {root}" in err
+    else:
+        assert f"{data / 'cache'}: not a sample (no images/ inside)" in err
     assert "download may be incomplete" not in err
 
 

@@ -100,6 +100,9 @@ def image_file(folder: str | Path) -> Path:
     if folder.is_dir() and any((sub / "images").is_dir() for sub in folder.iterdir()):
         raise DSBDataError(folder, f"this folder holds samples itself (one level deeper than "
                                    f"expected): use {folder} as the data folder")
+    if folder.is_dir() and not (folder / "images").is_dir():
+        raise DSBDataError(folder, f"not a sample (no images/ inside): the data folder must hold "
+                                   f"only <image_id>/ folders; is {folder.parent} the right one?")
     raise DSBDataError(path, f"missing image file (the layout is <image_id>/images/"
                              f"<image_id>.png); the download may be incomplete: download "
                              f"again, {SKIP}")
