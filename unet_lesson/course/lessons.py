@@ -95,13 +95,18 @@ def loop_config(cfg: TrainConfig, device=None, mode: str | None = None) -> Train
 def versus_configs(device=None, mode: str | None = None) -> dict[str, list[TrainConfig]]:
     """Notebook 11's paper against practical: ``{"practical": [...], "paper": [...]}``, the
     :func:`course_config` of each over the seeds of :data:`VERSUS_SEEDS` (seed 0 of the
-    practical one is notebook 10's run).
+    practical one is notebook 10's run). Both arms take the practical configuration's inputs
+    (its ``input_mode`` and colour augmentation): how pixels become inputs is not what the
+    paper's design is about, so it is not one of the differences compared.
 
     Not built in a notebook: notebook 11 trains them.
     """
     seeds = _sized(mode, device, **VERSUS_SEEDS)
-    return {kind: [replace(course_config(kind, device, mode), seed=seed) for seed in seeds]
-            for kind in ("practical", "paper")}
+    practical = course_config("practical", device, mode)
+    inputs = dict(input_mode=practical.input_mode, colour_augment=practical.colour_augment)
+    paper = replace(course_config("paper", device, mode), **inputs)
+    return {"practical": [replace(practical, seed=seed) for seed in seeds],
+            "paper": [replace(paper, seed=seed) for seed in seeds]}
 
 
 def shift_config(device=None, mode: str | None = None) -> tuple[TrainConfig, tuple[int, ...]]:
