@@ -87,10 +87,10 @@ def test_title_cell_has_one_colab_badge_for_this_notebook_at_this_version(path):
 def test_every_row_of_the_readme_lesson_table_has_its_colab_badge():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = [line for line in readme.splitlines()
-            if re.match(r"^\| \[\d\d · .*\]\(notebooks/\d\d_\w+\.ipynb\)", line)]
+            if re.match(r"^\| \[\d\d[a-z]? · .*\]\(notebooks/\d\d[a-z]?_\w+\.ipynb\)", line)]
     assert rows, "no lesson table rows found in the README"
     for row in rows:
-        name = re.search(r"\(notebooks/(\d\d_\w+\.ipynb)\)", row).group(1)
+        name = re.search(r"\(notebooks/(\d\d[a-z]?_\w+\.ipynb)\)", row).group(1)
         badge = sync.BADGE.format(url=sync.colab_url(REPOSITORY, VERSION, name))
         assert badge in row, f"README row of {name} needs its Open-in-Colab badge: {badge}"
     for match in sync.COLAB_URL.finditer(readme):  # any Colab link anywhere in the README

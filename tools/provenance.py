@@ -38,13 +38,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PROVENANCE = re.compile(r"(Built|Used) in notebooks? \d\d|Not built in a notebook")
-NUMBERS = re.compile(r"\bnotebooks?\s+(\d\d(?:(?:\s*,\s*|\s+and\s+)\d\d)*)")
+NUMBERS = re.compile(r"\bnotebooks?\s+(\d\d[a-z]?(?:(?:\s*,\s*|\s+and\s+)\d\d[a-z]?)*)")
 CHECK_HEADING = re.compile(r"check against the package", re.I)
 
 
 def numbers(text: str) -> set[str]:
     """``"notebooks 00, 07 and 10"`` -> {"00", "07", "10"}."""
-    return {n for group in NUMBERS.findall(text) for n in re.findall(r"\d\d", group)}
+    return {n for group in NUMBERS.findall(text) for n in re.findall(r"\d\d[a-z]?", group)}
 
 
 @dataclass
@@ -191,7 +191,7 @@ def references(number: str) -> tuple[frozenset[int], frozenset[int]]:
 
 
 def all_numbers() -> list[str]:
-    return sorted(p.name[:2] for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p.name.split("_")[0] for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def used_in(obj) -> set[str]:

@@ -75,7 +75,7 @@ BADGE = "[![Open In Colab](" + BADGE_IMAGE + ")]({url})"
 BADGE_LINE = re.compile(r"^\[!\[Open In Colab\]\(" + re.escape(BADGE_IMAGE) + r"\)\]\(([^)\s]*)\)$",
                         re.M)
 COLAB_URL = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]*?/notebooks/"
-                       r"(\d\d_[A-Za-z0-9_]+\.ipynb)")
+                       r"(\d\d[a-z]?_[A-Za-z0-9_]+\.ipynb)")
 
 
 def project(root: Path = ROOT) -> tuple[str, str]:
@@ -103,7 +103,7 @@ def colab_url(repository: str, version: str, notebook: str) -> str:
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((root / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def _lines(text: str) -> list[str]:
