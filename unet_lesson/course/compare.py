@@ -158,9 +158,8 @@ def _one_run(cfg: TrainConfig, samples, data_root, folder: Path, device, splits)
     arch, seed = cfg.model.arch, cfg.seed
     row = {"arch": arch, "model": network_name(cfg), "seed": seed, "epochs": 0, "train_s": math.nan,
            "evaluate_s": math.nan, "best_epoch": math.nan, "note": "", "folder": str(folder)}
-    print(f"{network_name(cfg)}, seed {seed}: {folder}", flush=True)
     try:
-        run = Run.trained(folder, cfg, data_root, samples, device, splits)
+        run = Run.trained(folder, cfg, data_root, samples, device, splits, quiet=True)
     except DivergenceError as err:  # recorded, not fatal: the other runs go on
         return {**row, "note": f"diverged: {str(err).split(';')[0]}"}
     history = run.history()
