@@ -41,7 +41,11 @@ class DataSource:
     release: str = ""  # real data: which release, and how many of its images are here
 
     def __str__(self) -> str:
-        text = f"{self.kind} data: {self.n_images} images in {self.root}"
+        try:  # the same on every machine: relative to the data folder the setup cell prints
+            where = f"{self.root.relative_to(env.data_dir())} of the data folder"
+        except ValueError:
+            where = str(self.root)
+        text = f"{self.kind} data: {self.n_images} images in {where}"
         return f"{text}; {self.release}" if self.release else text
 
 
