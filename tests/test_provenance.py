@@ -3,7 +3,7 @@ it, and the line agrees with the notebooks' code (d2l's "Defined in", computed r
 written by hand: ``tools/provenance.py``, whose ``--fix`` rewrites the lines).
 
 The rules, in full, are the tool's docstring. In short: ``Built in notebook NN`` only where
-notebook NN uses the object after a "Check against the package" heading; ``Used in`` exactly
+notebook NN uses the object and has a "Check against the package" section; ``Used in`` exactly
 the notebooks whose code uses it; ``Not built in a notebook`` only where none does; the
 course's machinery says it once at the top of each module.
 """

@@ -4,8 +4,9 @@ d2l marks what a chapter defines; here every public function and class of a less
 ends its docstring with one provenance line, and this tool computes what that line must say
 from the notebooks themselves, so a line cannot lie:
 
-* ``Built in notebook 07.`` - notebook 07's code uses the object after a "Check against the
-  package" heading: the notebook builds the idea by hand, then checks it against the package;
+* ``Built in notebook 07.`` - notebook 07's code uses the object, and the notebook has a
+  "Check against the package" section: it builds the idea by hand and checks it against the
+  package;
 * ``Used in notebooks 10 and 11.`` - those notebooks' code uses it (an import of it, or an
   attribute of an imported module: ``weights.weight_map(...)``), and no other notebook does;
 * ``Built in notebook 08; used in notebook 10.`` - both;
@@ -145,24 +146,23 @@ def _resolve(node: ast.AST, bound: dict[str, object]):
 
 
 @cache
-def references(number: str) -> tuple[frozenset[int], frozenset[int]]:
-    """``(ids of the objects notebook NN's code uses, ids of those used after a "Check
-    against the package" heading)``."""
+def references(number: str) -> tuple[frozenset[int], bool]:
+    """``(ids of the objects notebook NN's code uses, whether it has a "Check against the
+    package" heading)``."""
     paths = sorted(NOTEBOOKS.glob(f"{number}_*.ipynb"))
     if len(paths) != 1:
-        return frozenset(), frozenset()
+        return frozenset(), False
     bound: dict[str, object] = {}
-    used, checked = set(), set()
-    in_check = False
+    used = set()
+    has_check = False
     for kind, source in _code_cells(paths[0]):
         if kind == "markdown":
-            in_check = in_check or bool(CHECK_HEADING.search(source))
+            has_check = has_check or bool(CHECK_HEADING.search(source))
             continue
         try:
             tree = ast.parse(source)
         except SyntaxError:
             continue
-        found = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -178,16 +178,13 @@ def references(number: str) -> tuple[frozenset[int], frozenset[int]]:
                     if obj is None:
                         obj = importlib.import_module(f"{node.module}.{alias.name}")
                     bound[alias.asname or alias.name] = obj
-                    found.add(id(obj))
+                    used.add(id(obj))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Name, ast.Attribute)):
                 obj = _resolve(node, bound)
                 if obj is not None and not inspect.ismodule(obj):
-                    found.add(id(obj))
-        used |= found
-        if in_check:
-            checked |= found
-    return frozenset(used), frozenset(checked)
+                    used.add(id(obj))
+    return frozenset(used), has_check
 
 
 def all_numbers() -> list[str]:
@@ -199,7 +196,8 @@ def used_in(obj) -> set[str]:
 
 
 def checked_in(obj) -> set[str]:
-    return {n for n in all_numbers() if id(obj) in references(n)[1]}
+    """The notebooks that use ``obj`` and check what they build against the package."""
+    return {n for n in all_numbers() if id(obj) in references(n)[0] and references(n)[1]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,7 +229,7 @@ def problems() -> list[str]:
             unchecked = line.built - checked_in(obj)
             if unchecked:
                 out.append(f"{where}: says built in notebook(s) {', '.join(sorted(unchecked))}, "
-                           f"which never use it after a 'Check against the package' heading")
+                           f"which do not use it or have no 'Check against the package' section")
             named = line.built | line.used
             if named != actual:
                 want = render(line.built & actual, actual - line.built) if actual else \
