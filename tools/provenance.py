@@ -254,8 +254,14 @@ def fix() -> int:
                 continue
             built = line.built & checked_in(obj)
             wanted = render(built, actual - built)
-            if wanted != line.text and line.text in new:
-                new = new.replace(line.text, wanted, 1)
+            if wanted == line.text:
+                continue
+            # replace the line inside this object's own source, never another object's
+            _, lineno = inspect.getsourcelines(obj)
+            start = sum(len(row) for row in new.splitlines(keepends=True)[:lineno - 1])
+            at = new.find(line.text, start)
+            if at >= 0:
+                new = new[:at] + wanted + new[at + len(line.text):]
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed += 1

@@ -62,7 +62,7 @@ def colour_augmentation(cfg: TrainConfig) -> ColourAugment | None:
     ``colour_augment``: stain jitter in HED space (half the tiles), hue and saturation (half),
     a grey tile (one in five). ``quality_augment``: contrast, blur and noise (a third each).
 
-    Used in notebook 08.
+    Used in notebooks 08 and 10.
     """
     if not (cfg.colour_augment or cfg.quality_augment):
         return None
@@ -172,7 +172,7 @@ def epoch_tiles(n: int, cfg: TrainConfig, epoch: int, rank: int = 0, world_size:
     equally by its images; the tiles are then shuffled together. ``None``: an equal share for
     every image.
 
-    Not built in a notebook: :func:`train_loader` calls it.
+    Used in notebook 10.
     """
     order = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
     if strata is None:

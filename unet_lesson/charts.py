@@ -23,7 +23,7 @@ def plot_claim(table, measures: dict[str, str], arm: str = "arm", title: str = "
     ``table``: one row per run, with an ``arm`` column (order kept), a ``seed`` column and the
     measures' columns; ``measures``: ``{column: axis label}``.
 
-    Used in notebook 11.
+    Used in notebook 11b.
     """
     df = pd.DataFrame(table)
     arms = list(dict.fromkeys(df[arm]))
@@ -160,7 +160,7 @@ def draw_unet(input_size: int = 572, depth: int = 4, padding: str = "valid",
     lowest step up, 128 at the top). ``until`` stops after that stage (e.g.
     ``"bottleneck conv b"`` for the contracting path only). Returns the figure.
 
-    Used in notebook 03.
+    Used in notebooks 03, 05 and 06.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle

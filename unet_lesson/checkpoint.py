@@ -177,7 +177,8 @@ def load_model(path: str | Path, device: torch.device | None = None):
     The network is rebuilt from the checkpoint's own configuration, so it always matches the
     weights.
 
-    Used in notebook 11, through :meth:`Run.load_model <unet_lesson.course.run.Run.load_model>`.
+    Not built in a notebook: :meth:`Run.load_model <unet_lesson.course.run.Run.load_model>`
+    calls it.
     """
     device = device or env.pick_device()
     state = load_checkpoint(path, map_location=device)

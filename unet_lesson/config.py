@@ -58,7 +58,7 @@ def _practical_model() -> UNetConfig:
 class TrainConfig:
     """Everything that defines a training run (saved as the run's ``config.json``).
 
-    Used in notebook 10.
+    Not built in a notebook: :func:`preset` makes one and every run saves it.
     """
 
     # the network (its num_classes follows the target: 3 for three_class, 2 for binary)
@@ -228,7 +228,7 @@ def preset(name: str, **overrides) -> TrainConfig:
     """A named configuration, optionally with some fields changed (model fields too, by name:
     ``preset("paper", base_channels=16)``).
 
-    Used in notebook 10.
+    Used in notebooks 08, 10 and 11b.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -373,7 +373,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 def flatten(cfg: TrainConfig) -> dict:
     """Every field in one level, model fields as ``model.<name>`` (for tables and diffs).
 
-    Used in notebook 10.
+    Used in notebooks 10, 11, 11b and 12.
     """
     values = cfg.to_dict()
     return {**{f"model.{k}": v for k, v in values.pop("model").items()}, **values}

@@ -72,7 +72,7 @@ def mode(device: torch.device | None = None) -> str:
     several DataLoader workers, augmentation on the device), which a laptop's MPS does not
     match.
 
-    Used in notebook 00.
+    Used in notebooks 00, 12 and 12b.
     """
     if fast_mode():
         return "fast"
@@ -94,7 +94,7 @@ def device_name(device: torch.device) -> str:
 def by_mode(*, fast, cpu, gpu, device: torch.device | None = None):
     """Pick the setting for the current mode: ``num_epochs = by_mode(fast=1, cpu=10, gpu=60)``.
 
-    Used in notebook 00.
+    Used in notebooks 00, 02, 04, 05, 06, 07, 09, 10, 11 and 12.
     """
     return {"fast": fast, "cpu": cpu, "gpu": gpu}[mode(device)]
 
@@ -143,7 +143,7 @@ def data_dir() -> Path:
 def runs_dir() -> Path:
     """The folder for training runs, checkpoints and figures (``UNET_LESSON_RUNS``).
 
-    Used in notebook 00.
+    Used in notebooks 00, 11, 12 and 12b.
     """
     return _default_dir("UNET_LESSON_RUNS", "runs")
 

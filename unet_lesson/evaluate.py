@@ -40,7 +40,7 @@ class PostProcess:
     ``three_class``: seeds from interior blobs, foreground flooded by a watershed.
     ``watershed`` / ``components``: for a two-class network.
 
-    Not built in a notebook: :func:`tune_postprocessing` returns it.
+    Used in notebook 10.
     """
 
     method: str = "three_class"
@@ -137,7 +137,7 @@ def score_samples(samples, probabilities, post: PostProcess | PostProcessByModal
     false positive and two misses; these columns name it. Each image is post-processed with
     the setting of its modality (:class:`PostProcessByModality`) or the one ``post``.
 
-    Used in notebook 11.
+    Used in notebooks 11 and 12.
     """
     rows = []
     for sample, probs in zip(samples, probabilities, strict=True):

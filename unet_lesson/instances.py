@@ -63,7 +63,7 @@ def _probability(prob, name: str = "prob") -> np.ndarray:
 def remove_small_objects(labels: np.ndarray, min_size: int = MIN_SIZE) -> np.ndarray:
     """Set to 0 every labelled object with fewer than ``min_size`` pixels (ids are kept).
 
-    Built in notebook 09.
+    Not built in a notebook: :func:`to_instances` calls it.
     """
     labels = np.asarray(labels)
     if min_size <= 1 or labels.max(initial=0) == 0:
@@ -78,7 +78,7 @@ def foreground_mask(prob, threshold: float = THRESHOLD, fill_holes: bool = True,
                     min_size: int = MIN_SIZE) -> np.ndarray:
     """Boolean nucleus mask: ``prob > threshold``, holes filled, blobs < ``min_size`` removed.
 
-    Built in notebook 09.
+    Not built in a notebook: :func:`to_instances` calls it.
     """
     mask = _probability(prob) > threshold
     if fill_holes:

@@ -116,7 +116,7 @@ def overlap_matrix(true_labels, pred_labels):
     One joint histogram of (true index, pred index) pairs gives every intersection; the areas
     are its row and column sums (background included).
 
-    Not built in a notebook: :func:`iou_matrix` and :func:`object_errors` use it.
+    Used in notebook 09.
     """
     true = check_label_image(true_labels, "true_labels")
     pred = check_label_image(pred_labels, "pred_labels")
@@ -189,7 +189,7 @@ def object_errors(true_labels, pred_labels, iou: float = 0.5, cover: float = 0.5
     The DSB score counts a merge of two nuclei as one false positive and two false negatives;
     this names it.
 
-    Built in notebook 09; notebook 11 counts the network's merges with it.
+    Built in notebook 09.
     """
     overlap, area_t, area_p, t_ids, p_ids = overlap_matrix(true_labels, pred_labels)
     inter = overlap.astype(np.float64)
@@ -253,7 +253,7 @@ def dsb_score(true_labels, pred_labels, thresholds=None, details: bool = False):
     ``thresholds`` defaults to 0.50, 0.55, ..., 0.95. Returns a float, or a :class:`DSBScore`
     with TP, FP, FN and the score at each threshold when ``details=True``.
 
-    Built in notebook 09.
+    Built in notebook 09; used in notebook 10.
     """
     t = _thresholds(thresholds)
     iou = iou_matrix(true_labels, pred_labels)

@@ -44,7 +44,7 @@ def use_style() -> None:
 def to_display(image: np.ndarray) -> np.ndarray:
     """Any image the course handles, as float RGB in [0, 1]: (H, W) or (H, W, 1/3/4), any dtype.
 
-    Used in notebook 09.
+    Used in notebooks 09, 10 and 12.
     """
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3, 4):
@@ -71,7 +71,7 @@ def nucleus_colour(ids) -> np.ndarray:
     so any two ids up to 50 apart get clearly different colours (a palette of ten repeats
     every tenth id, and touching nuclei then look merged). Id 0 (background) is black.
 
-    Not built in a notebook: :func:`labels_to_rgb` uses it.
+    Used in notebook 09.
     """
     from matplotlib.colors import hsv_to_rgb
 
@@ -90,7 +90,7 @@ def labels_to_rgb(labels: np.ndarray, image: np.ndarray | None = None, alpha: fl
     ``colour_of``: the id whose colour each label id gets (``colour_of[k]`` for id ``k``), e.g.
     a prediction coloured like the true nucleus it matches (:func:`paired_colours`).
 
-    Used in notebook 01.
+    Used in notebooks 01, 02, 03, 07, 08, 09, 10, 11 and 12.
     """
     labels = np.asarray(labels)
     keys = labels if colour_of is None else np.asarray(colour_of)[labels]
@@ -124,7 +124,7 @@ def paired_colours(true_labels: np.ndarray, pred_labels: np.ndarray):
 def overlay_outlines(image: np.ndarray, labels: np.ndarray, colour=OUTLINE_TRUE) -> np.ndarray:
     """The image with every nucleus's outline drawn in ``colour`` (float RGB).
 
-    Used in notebook 01.
+    Used in notebooks 01, 08, 09, 10, 11 and 12.
     """
     rgb = to_display(image).copy()
     rgb[find_boundaries(np.asarray(labels), mode="inner")] = colour
@@ -149,7 +149,7 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
                 suptitle: str | None = None):
     """A grid of images without axes. Returns the figure.
 
-    Used in notebook 01.
+    Used in notebooks 01, 02, 03, 04, 05, 07, 08, 09, 10, 11 and 12.
     """
     n = len(images)
     ncols = ncols or n
@@ -244,7 +244,7 @@ def pick_examples(scores, n: int = 6) -> list[str]:
     modalities; within one modality the picks are spread evenly over its images ranked by DSB
     score (best, ..., worst), so a figure shows typical and bad cases too, not only the best.
 
-    Used in notebook 11.
+    Used in notebooks 11 and 12.
     """
     groups = [list(g.sort_values("dsb", ascending=False)["image_id"])
               for _, g in scores.groupby("modality")]
@@ -322,7 +322,7 @@ def show_predictions(images: Sequence[np.ndarray], true_labels: Sequence[np.ndar
 
     ``predictions``: ``{name: [label image per row]}``.
 
-    Used in notebook 11.
+    Not built in a notebook: an image | truth | prediction panel for one's own runs.
     """
     from .metrics import dsb_score
 

@@ -175,7 +175,7 @@ def exact_fp32():
     differ by more than a tight tolerance there. Compare them inside this block. Nothing
     changes on a CPU or Apple's MPS.
 
-    Not built in a notebook: for comparisons on a GPU (notebook 10's tiles).
+    Used in notebook 10.
     """
     settings, exact = _tf32_settings()
     saved = [getattr(owner, name) for owner, name in settings]

@@ -67,7 +67,7 @@ def predict_tiled(net: nn.Module, image: np.ndarray | torch.Tensor, tile_size: i
     of the predictions of the 8 flips and 90-degree rotations of the image
     (:data:`DIHEDRAL`), each mapped back; about 8 times the time of one prediction.
 
-    Not built in a notebook: :func:`predict_image` calls it.
+    Used in notebook 10.
     """
     cfg = net.config
     device = device or next(net.parameters()).device
@@ -194,7 +194,7 @@ def predict_whole(net: nn.Module, image: np.ndarray | torch.Tensor,
     ``valid``). The reference that :func:`predict_tiled` must equal; needs memory for the whole
     image, so only for images that fit.
 
-    Not built in a notebook: the tests and the benchmarks compare it with tiling.
+    Used in notebook 10.
     """
     cfg = net.config
     device = device or next(net.parameters()).device
@@ -228,7 +228,7 @@ def predict_image(net: nn.Module, image: np.ndarray, cfg, device: torch.device |
     prediction finds (default decoding) gives the zoom (:func:`scale_from_prediction`); the
     image is predicted again at that zoom and the probabilities mapped back to (H, W).
 
-    Not built in a notebook: :func:`predict_samples` and the command line call it.
+    Used in notebook 10.
     """
     device = device or next(net.parameters()).device
 

@@ -79,7 +79,7 @@ def receptive_field(input_size: int, depth: int = 4, padding: str = "valid",
     >>> len(fields), sorted(set((fields[:, 1] - fields[:, 0] + 1).tolist()))
     (388, [188, 204])
 
-    Built in notebook 03.
+    Built in notebook 03; used in notebooks 04, 05 and 06.
     """
     check_choice("padding", padding, PADDINGS)
     check_choice("up_mode", up_mode, UP_MODES)
@@ -166,7 +166,7 @@ def gradient_support(net: nn.Module, input_shape: tuple[int, int, int],
     Back-propagates from ``pixel`` of the output through :func:`connectivity_twin` of ``net``
     on an input of ones of shape ``input_shape`` (C, H, W).
 
-    Used in notebook 03.
+    Used in notebooks 03 and 06.
     """
     twin = connectivity_twin(net)
     return input_gradient(twin, torch.ones(input_shape, dtype=torch.float64), pixel) > 0

@@ -105,7 +105,7 @@ def feature_sizes(input_size: int, depth: int = 4, padding: str = "valid") -> li
     (the stages of :func:`feature_shapes` between the input and the output).
     Raises ``ValueError`` if a max-pool meets an odd size or a size drops below 1.
 
-    Built in notebook 03 (the way down) and notebook 06 (all of Figure 1).
+    Built in notebooks 03 and 06; used in notebook 05.
     """
     return [(stage.name, stage.size) for stage in feature_shapes(input_size, depth, padding)[1:-1]]
 
@@ -115,7 +115,7 @@ def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
 
     With ``padding="same"`` the output always has the input's size (see :class:`UNet`).
 
-    Built in notebook 06.
+    Built in notebook 06; used in notebook 10.
     """
     if padding == "same":
         if input_size < 1:
@@ -172,7 +172,7 @@ def _smallest_valid(depth: int) -> int:
 def input_size_for_output(out_size: int, depth: int = 4, padding: str = "valid") -> int:
     """The smallest legal input tile whose output is at least ``out_size`` (for overlap-tiling).
 
-    Used in notebook 06 (an exercise).
+    Used in notebook 10.
     """
     if padding == "same":
         return 2**depth * math.ceil(out_size / 2**depth)

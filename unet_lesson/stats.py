@@ -100,7 +100,7 @@ def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     (in the table's order); columns ``(measure, "mean")`` and ``(measure, "std")``, and
     ``("seeds", "n")``. The standard deviation is the sample one (n - 1); NaN for one seed.
 
-    Used in notebook 12.
+    Used in notebooks 12 and 12b.
     """
     numeric = [c for c in table.select_dtypes("number").columns if c != "seed"]
     grouped = table.groupby("arch", sort=False)
@@ -117,7 +117,7 @@ def permutation_p(a, b) -> float:
     With two values per group there are 6 ways, so p is never below 2/6 = 1/3; with three,
     20 ways and p >= 1/10. Few seeds cannot make a difference significant, however large.
 
-    Used in notebook 12.
+    Not built in a notebook: the claims' tests (:mod:`unet_lesson.course.experiments`) call it.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     pooled = np.concatenate([a, b])
@@ -135,7 +135,7 @@ def smallest_p(n_a: int, n_b: int) -> float:
     """The smallest two-sided p-value :func:`permutation_p` can give for groups of these sizes:
     2 / C(n_a + n_b, n_a) (1 when the groups are equal and one value each: 2 / 2).
 
-    Used in notebook 12.
+    Not built in a notebook: the claims' tests (:mod:`unet_lesson.course.experiments`) call it.
     """
     return min(1.0, 2 / math.comb(n_a + n_b, n_a))
 
@@ -155,7 +155,7 @@ def beyond_spread(table: pd.DataFrame, metric: str = "test_dsb", reference: str 
     per pair: ``arch``, ``reference``, both means and standard deviations, ``difference``
     (arch - reference), ``threshold``, ``beyond_spread``, ``p``, ``p_min``.
 
-    Used in notebook 12.
+    Used in notebooks 11, 12 and 12b.
     """
     values = {arch: group[metric].dropna().to_numpy(dtype=float)
               for arch, group in table.groupby("arch", sort=False)}

@@ -31,7 +31,7 @@ def nucleus_like_image(size: int = 256, n_nuclei: int = 12, seed: int = 0,
     a later nucleus covers an earlier one where they overlap. ``radius`` is the range of the
     ellipses' semi-axes in pixels.
 
-    Built in notebook 02.
+    Built in notebook 02; used in notebooks 03, 04, 05 and 06.
     """
     if size < 4 * radius[1]:
         raise ValueError(f"size {size} is too small for nuclei of radius up to {radius[1]} px; "
@@ -79,7 +79,7 @@ def synthetic_nuclei(shape: tuple[int, int] = (128, 128), n_nuclei: int = 12,
     ellipse that would lose more than 30 % of its pixels is redrawn. Returns int32 (H, W)
     with ids 1..N (N <= ``n_nuclei``; fewer only if the image is too crowded).
 
-    Used in notebook 07.
+    Used in notebooks 07 and 09.
     """
     rng = np.random.default_rng(seed)
     labels = np.zeros(shape, dtype=np.int32)
@@ -111,7 +111,7 @@ def fake_probability(labels: np.ndarray, blur: float = 1.0, noise: float = 0.05,
     Touching nuclei stay touching (no gap), which is exactly what a network trained without
     the weight map tends to predict. float32 (H, W) in [0, 1].
 
-    Used in notebook 07.
+    Used in notebooks 07 and 09.
     """
     rng = np.random.default_rng(seed)
     prob = ndimage.gaussian_filter((np.asarray(labels) > 0).astype(np.float64), blur)

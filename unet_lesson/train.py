@@ -74,7 +74,7 @@ def network_on_device(cfg: TrainConfig, device: torch.device) -> torch.nn.Module
     """The run's network (:func:`~unet_lesson.networks.build_network` of ``cfg.model``: the
     U-Net or another) on ``device``, channels_last when the config asks.
 
-    Used in notebook 10.
+    Not built in a notebook: :func:`fit` calls it.
     """
     net = build_network(cfg.model).to(device)
     if cfg.channels_last:
@@ -159,7 +159,7 @@ def train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, cfg: Tra
     on the very first step, which then sets it. ``on_device``: augmentations and targets
     made on the device from each batch of windows.
 
-    Built in notebook 10.
+    Not built in a notebook: :func:`fit` calls it; notebook 10 writes the same loop by hand.
     """
     net.train()
     step_net = step_net or net
@@ -227,7 +227,7 @@ def fit(cfg: TrainConfig, train_set, val_set, *, device: torch.device | None = N
     (:mod:`unet_lesson.course.distributed`): each trains on its share of the tiles; only the
     main one validates and gets ``on_epoch``.
 
-    Used in notebook 10, through :meth:`Run.train <unet_lesson.course.run.Run.train>`.
+    Used in notebook 10.
     """
     procs = processes or OneProcess()
     device = device or env.pick_device()

@@ -91,7 +91,7 @@ def nearest_two_distances(labels: np.ndarray, max_distance: float | None = None)
     ``max_distance=None`` the window is the whole image (exact everywhere, slow).
     Returns two float64 arrays (H, W); ``inf`` where fewer than one/two nuclei are in reach.
 
-    Built in notebook 07.
+    Not built in a notebook: :func:`weight_map` calls it.
     """
     labels = _check_labels(labels)
     h, w = labels.shape
@@ -139,7 +139,7 @@ def image_class_weights(labels: np.ndarray,
     The nucleus weight ``n_background / n_nucleus`` is clipped to
     ``[1 / max_class_weight, max_class_weight]``; (1, 1) if either class is absent.
 
-    Built in notebook 07.
+    Not built in a notebook: :func:`class_weight_map` calls it.
     """
     labels = _check_labels(labels)
     n_fg = int(np.count_nonzero(labels))
@@ -172,7 +172,7 @@ def class_weight_map(labels: np.ndarray, class_weights: tuple[float, float] | No
                      max_class_weight: float = 10.0) -> np.ndarray:
     """w_c(x) as float32 (H, W): ``class_weights`` or, if None, :func:`image_class_weights`.
 
-    Built in notebook 07.
+    Not built in a notebook: :func:`weight_map` calls it.
     """
     labels = _check_labels(labels)
     w_bg, w_fg = class_weights or image_class_weights(labels, max_class_weight)

@@ -100,7 +100,7 @@ def images_up_to(samples, max_side: int) -> list:
     """The samples whose image is at most ``max_side`` pixels high and wide: a smaller data
     set for a comparison that must fit a CPU's time (fewer, smaller images to predict).
 
-    Used in notebook 12.
+    Used in notebooks 12 and 12b.
     """
     return [s for s in samples if max(s.image.shape[:2]) <= max_side]
 
@@ -194,7 +194,7 @@ def compare(archs, seeds, base_cfg: TrainConfig, samples, data_root: str | Path,
     from the run's ``history.csv``), ``evaluate_s``, ``best_epoch``, the DSB scores of
     :func:`score_columns`, ``note`` (why a run has no scores) and ``folder``.
 
-    Used in notebook 12.
+    Used in notebooks 12 and 12b.
     """
     device = device or env.pick_device()
     archs, seeds = list(archs), list(seeds)

@@ -73,7 +73,7 @@ def activation_bytes(net: torch.nn.Module, images: torch.Tensor,
     ``images`` (``torch.autograd.graph.saved_tensors_hooks``): every storage counted once
     (views and in-place results share one), the network's own weights left out.
 
-    Used in notebook 12.
+    Not built in a notebook: :func:`model_costs` calls it.
     """
     weights = {p.untyped_storage().data_ptr() for p in net.parameters()}
     seen: dict[int, int] = {}
@@ -104,7 +104,7 @@ def inference_ms(net: torch.nn.Module, cfg: TrainConfig, device: torch.device,
     run's precision; the fastest of ``repeats`` passes after one warm-up (fewer, at least one,
     once ``max_seconds`` have passed: a large network on a slow CPU).
 
-    Used in notebook 12.
+    Not built in a notebook: :func:`unet_lesson.course.compare.compare` calls it.
     """
     net.eval()
     x = torch.rand(1, net.config.in_channels, size, size, device=device)
@@ -124,7 +124,7 @@ def train_step_ms(net: torch.nn.Module, cfg: TrainConfig, device: torch.device,
     depend on what else the machine was doing while the runs trained. The weights of ``net``
     change (the steps are real): time a copy you no longer need.
 
-    Used in notebook 12.
+    Not built in a notebook: :func:`model_costs` calls it.
     """
     m = cfg.model
     batch = torch.rand(cfg.batch_size, m.in_channels, cfg.tile_size, cfg.tile_size,
@@ -166,7 +166,7 @@ def model_costs(cfg: TrainConfig, device: torch.device | None = None) -> dict:
     """Parameters, FLOPs, training memory and inference time of ``cfg``'s network, and where
     its encoder's weights came from (see the module's docstring for each measure).
 
-    Used in notebook 12.
+    Not built in a notebook: :func:`unet_lesson.course.compare.compare` calls it.
     """
     device = device or env.pick_device()
     env.seed_everything(cfg.seed)

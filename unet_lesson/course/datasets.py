@@ -91,7 +91,7 @@ def find_or_make_dataset(prefer: str = "auto", n_images: int | None = None, seed
     real data is absent; ``"synthetic"`` always uses the synthetic set. ``n_images`` and
     ``seed`` choose the synthetic set (default size: :func:`default_synthetic_size`).
 
-    Used in notebook 01.
+    Used in notebook 08.
     """
     if prefer not in ("auto", "real", "synthetic"):
         raise ValueError(f"prefer must be 'auto', 'real' or 'synthetic', got {prefer!r}")

@@ -94,7 +94,7 @@ def download_dsb2018(dest: str | Path | None = None, source: str = "bbbc038",
     (tests point them at a local server).
     Raises :class:`DownloadError` with an actionable message on failure.
 
-    Used in notebook 01.
+    Not built in a notebook: :func:`course_data` and ``python -m unet_lesson download`` call it.
     """
     dest = Path(dest) if dest is not None else env.data_dir() / "dsb2018"
     unknown = set(parts) - set(PARTS)

@@ -80,7 +80,7 @@ def claims_config(device: torch.device | None = None, mode: str | None = None,
     are scored afterwards (:func:`score_run`). ``mode``: another mode's size (default: this
     machine's, :func:`unet_lesson.env.mode`).
 
-    Used in notebook 11 (and ``benchmarks/paper_claims.py``).
+    Not built in a notebook: :func:`claims_plan` and ``benchmarks/paper_claims.py`` call it.
     """
     sized = dict(
         fast=dict(base_channels=4, tile_size=20, predict_tile=100, batch_size=2,
@@ -105,7 +105,7 @@ def claims_plan(device: torch.device | None = None, mode: str | None = None) -> 
     Five seeds on a GPU: the exact permutation test over seeds can then reach p = 0.008
     (:func:`unet_lesson.stats.smallest_p`); with three, 0.1 at best, whatever the runs do.
 
-    Not built in a notebook: notebook 11b measures the claims with it.
+    Used in notebook 11b.
     """
     mode = mode or env.mode(device)
     pick = dict(fast=0, cpu=1, gpu=2)[mode]
@@ -148,7 +148,7 @@ def paper_claim_arms(sizes: tuple[int, ...] = (8, 32)) -> list[Arm]:
     training set; elastic deformation: on against off for each size in ``sizes``. The arm
     ``w0=10, elastic, largest size`` belongs to both (one run per seed).
 
-    Used in notebook 11 (and ``benchmarks/paper_claims.py``).
+    Used in notebook 11b.
     """
     largest = max(sizes)
     arms = [Arm("weight map", "w0=10 (the paper)", largest),
@@ -213,7 +213,7 @@ def measure_claims(arms: list[Arm], seeds, base: TrainConfig, samples, data_root
     ``claim``, ``arm``, ``key``, ``n_train``, ``w0``, ``elastic``, ``seed``, ``train_s`` and
     the columns of :func:`score_run`.
 
-    Used in notebook 11 (and ``benchmarks/paper_claims.py``).
+    Used in notebook 11b.
     """
     device = device or env.pick_device()
     out_dir = Path(out_dir)
@@ -245,7 +245,7 @@ def per_run(images: pd.DataFrame) -> pd.DataFrame:
     count (so ``merges`` is merges per image), and ``merged_share``, the share of all true
     nuclei that ended inside a merge.
 
-    Used in notebook 11 (and ``benchmarks/paper_claims.py``).
+    Used in notebook 11b.
     """
     keys = ["claim", "arm", "key", "n_train", "w0", "elastic", "seed"]
     numeric = [c for c in images.select_dtypes("number").columns if c not in keys]
@@ -269,7 +269,7 @@ def summarise_claim(runs: pd.DataFrame, claim: str, reference: str,
     sizes a prefix such as ``"elastic,"`` (an arm is compared with the reference arm of the
     same ``n_train``).
 
-    Used in notebook 11 (and ``benchmarks/paper_claims.py``).
+    Used in notebook 11b.
     """
     part = runs[runs["claim"] == claim]
     rows = []
@@ -299,7 +299,7 @@ def claims_folder(data_root, device: torch.device | None = None) -> Path:
     ``data_root`` live, one folder per data set and mode, so a fast CI run never replaces a
     CPU or GPU one.
 
-    Used in notebook 11 (and ``benchmarks/paper_claims.py``).
+    Used in notebook 11b.
     """
     root = Path(data_root).resolve()
     return env.runs_dir() / f"claims_{root.name}-{folder_key(root)}_{env.mode(device)}"

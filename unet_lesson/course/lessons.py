@@ -82,7 +82,7 @@ def loop_config(cfg: TrainConfig, device=None, mode: str | None = None) -> Train
     epochs, its tiles made in the training process (no workers, no augmentation on the
     device, no compilation), so that both loops see the very same batches.
 
-    Not built in a notebook: notebook 10 checks its loop with it.
+    Used in notebook 10.
     """
     def pick(fast, cpu, gpu):
         return _sized(mode, device, fast=fast, cpu=cpu, gpu=gpu)
@@ -99,7 +99,7 @@ def versus_configs(device=None, mode: str | None = None) -> dict[str, list[Train
     (its ``input_mode`` and colour augmentation): how pixels become inputs is not what the
     paper's design is about, so it is not one of the differences compared.
 
-    Not built in a notebook: notebook 11 trains them.
+    Used in notebook 11.
     """
     seeds = _sized(mode, device, **VERSUS_SEEDS)
     practical = course_config("practical", device, mode)
@@ -115,7 +115,7 @@ def shift_config(device=None, mode: str | None = None) -> tuple[TrainConfig, tup
     that notebook 10's run is split 0's), and the seeds of the splits
     (:data:`SHIFT_SPLITS`).
 
-    Not built in a notebook: notebook 11 measures the shift with it.
+    Used in notebook 11.
     """
     return course_config("practical", device, mode), _sized(mode, device, **SHIFT_SPLITS)
 
@@ -137,7 +137,7 @@ def comparison_plan(device=None, mode: str | None = None, full: bool = False
     """Notebook 12's fair comparison of the four networks, sized for the mode; ``full``: the
     optional notebook 12b's, three seeds and (GPU) the full budget.
 
-    Not built in a notebook: notebook 12 compares with it.
+    Used in notebooks 12 and 12b.
     """
     fast = dict(base_channels=4, depth=2, tile_size=64, predict_tile=256, batch_size=4,
                 tiles_per_epoch=8, num_epochs=1, warmup_steps=1, val_max_images=2,
@@ -173,7 +173,7 @@ def course_run(kind: str = "practical", device: torch.device | None = None
     set when it is there, else the synthetic one), reused if notebook 10 (or an earlier call)
     trained it, else trained now (:meth:`Run.trained`).
 
-    Used in notebook 11.
+    Used in notebooks 11 and 11b.
     """
     device = device or env.pick_device()
     source = course_data()

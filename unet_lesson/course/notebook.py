@@ -88,7 +88,7 @@ def versions() -> dict[str, str]:
 def describe(device: torch.device | None = None) -> dict[str, str]:
     """Mode, device (with the GPU's name), folders and versions, for the notebooks' setup cell.
 
-    Used in notebook 10.
+    Not built in a notebook: run records and ``benchmarks/gpu_acceptance.py`` call it.
     """
     device = device or env.pick_device()
     return {
@@ -115,7 +115,7 @@ def _shown(path: Path) -> str:
 def setup(seed: int = 0, verbose: bool = True) -> torch.device:
     """What every notebook's setup cell calls: seed, pick the device, print the environment.
 
-    Used in notebook 00 (and in the setup cell of every notebook).
+    Used in notebooks 00, 01, 02, 03, 04, 05, 06, 07, 08, 09, 10, 11, 11b, 12 and 12b.
     """
     from ..plotting import use_style
 

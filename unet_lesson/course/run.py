@@ -67,7 +67,7 @@ SPLITS = ("train", "val", "test", "val_seen")
 class Run:
     """A run folder: what it trains (``config``), on which data (``data_root``), where.
 
-    Used in notebook 10.
+    Used in notebooks 10, 11 and 12.
     """
 
     folder: Path

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 class Augment:
     """Which augmentations to draw, and how strong (defaults: the paper's deformation).
 
-    Used in notebook 10.
+    Used in notebooks 08 and 10.
     """
 
     elastic: bool = True  # the paper's elastic deformation

@@ -132,7 +132,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 def invert(image: np.ndarray) -> np.ndarray:
     """:math:`1 - x`: bright nuclei on dark become dark nuclei on bright, and back.
 
-    Used in notebook 08.
+    Not built in a notebook: :func:`to_network_input` calls it.
     """
     return _finish(1.0 - _check(image))
 
@@ -226,7 +226,7 @@ def apply_colour(image: np.ndarray, rng: np.random.Generator, cfg: ColourAugment
     augmentation decides whether it happens (whatever the chances), so the same seed gives
     the same result.
 
-    Used in notebook 08.
+    Not built in a notebook: the tile data set calls it.
     """
     image = _finish(_check(image))
     colour = image.shape[0] == 3

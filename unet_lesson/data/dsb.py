@@ -269,7 +269,7 @@ def merge_masks(masks: Sequence[np.ndarray], shape: tuple[int, int],
 def read_dsb_image(folder: str | Path) -> np.ndarray:
     """The image of one ``<image_id>/`` folder, ``uint8 (H, W, 3)`` (no masks needed).
 
-    Not built in a notebook: the stage-1 test set and the command line (``predict``, ``submit``).
+    Used in notebook 08.
     """
     return read_image(image_file(folder))
 
@@ -340,7 +340,7 @@ def read_dsb_folder(root: str | Path, *, ids: Iterable[str] | None = None,
     progress : show a progress bar (default: when some labels must be merged, as
         :func:`unet_lesson.env.progress` decides).
 
-    Used in notebook 01, through :func:`load_dsb_folder`.
+    Not built in a notebook: :func:`load_dsb_folder` calls it.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -380,7 +380,7 @@ def _all_cached(root: Path, folders: list[Path], cache: bool | str | Path) -> bo
 def load_dsb_folder(root: str | Path, **kwargs) -> list[DSBSample]:
     """:func:`read_dsb_folder` into a list (same arguments).
 
-    Used in notebook 01.
+    Used in notebooks 01, 08, 10, 12 and 12b.
     """
     return list(read_dsb_folder(root, **kwargs))
 

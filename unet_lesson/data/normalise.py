@@ -186,7 +186,7 @@ def to_network_input(image: np.ndarray, mode: str = "raw", channels: int = 3,
     numbers measured by :func:`input_stats` on the whole image, when ``image`` is a window of
     it (default: measured on ``image`` itself). The same image always gives the same input.
 
-    Built in notebook 08.
+    Built in notebook 08; used in notebooks 10 and 12.
     """
     image = _check_image(image)
     if stats is None:

@@ -46,7 +46,7 @@ SPLITS = ("train", "val", "test", "val_seen")  # val_seen: see groups.training_s
 def modality_of(image: np.ndarray) -> str:
     """``"fluorescence"``, ``"brightfield"`` or ``"stained"`` for a ``uint8 (H, W, 3)`` image.
 
-    Built in notebook 01.
+    Built in notebook 01; used in notebook 08.
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -133,7 +133,7 @@ def stratified_split(table: pd.DataFrame, val_fraction: float = 0.2, test_fracti
     remainder, so the totals are the rounded fractions of the whole set). Deterministic for a
     seed, and independent of the table's row order. Returns ``image_id``, ``split`` and ``by``.
 
-    Used in notebook 01 (the random split by image, for comparison; :func:`make_splits` and
+    Used in notebook 01.
     ``training_split(kind="random")`` call it).
     """
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):

@@ -120,7 +120,7 @@ class TileDataset(Dataset):
     margin : pixels of extra window on every side when ``augment`` is ``None`` (for
         augmentation on the device); with ``augment`` it is ``augment.margin()``.
 
-    Built in notebook 08.
+    Built in notebook 08; used in notebook 10.
     """
 
     def __init__(self, samples: Sequence, out_size: int = 256, padding: str = "same",

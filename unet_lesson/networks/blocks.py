@@ -37,7 +37,7 @@ def conv_relu(in_channels: int, out_channels: int, padding: str = "valid",
     """A 3x3 convolution and a ReLU, with batch norm between them if asked: three layers or
     two. ``valid`` loses one pixel at each border; ``same`` pads by one.
 
-    Built in notebook 02.
+    Not built in a notebook: :class:`DoubleConv` and TernausNet's decoder call it.
     """
     # with batch norm the convolution's bias is redundant (the norm's shift replaces it)
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3,
@@ -54,7 +54,7 @@ class DoubleConv(nn.Sequential):
     ``valid`` padding loses one pixel at each border per convolution: (B, C, 572, 572) ->
     (B, out, 568, 568).
 
-    Built in notebook 02.
+    Built in notebook 02; used in notebooks 03, 04, 05, 06 and 12.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -68,7 +68,7 @@ class Down(nn.Sequential):
 
     (B, C, 568, 568) -> pool -> (B, C, 284, 284) -> (B, 2C, 280, 280) for valid padding.
 
-    Built in notebook 03.
+    Built in notebook 03; used in notebooks 06 and 12.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -85,7 +85,7 @@ class Bottleneck(nn.Sequential):
     "Drop-out layers at the end of the contracting path perform further implicit data
     augmentation" (section 3.1). (B, 512, 64, 64) -> (B, 1024, 28, 28) for the 572 tile.
 
-    Built in notebook 04.
+    Built in notebook 04; used in notebooks 06 and 12.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -117,7 +117,7 @@ def up_convolution(in_channels: int, out_channels: int, up_mode: str = "transpos
     """Double the size: the paper's 2x2 up-convolution (stride 2), or bilinear up-sampling
     followed by a 1x1 convolution (``up_mode="bilinear"``, not in the paper).
 
-    Built in notebook 05.
+    Not built in a notebook: :class:`Up` and UNet++ call it.
     """
     check_choice("up_mode", up_mode, UP_MODES)
     if up_mode == "transpose":
@@ -134,7 +134,7 @@ class Up(nn.Module):
     (B, 1024, 28, 28) -> up-conv -> (B, 512, 56, 56); the skip (B, 512, 64, 64) is cropped to
     56x56; concatenated (B, 1024, 56, 56) -> double conv -> (B, 512, 52, 52).
 
-    Built in notebook 05.
+    Built in notebook 05; used in notebook 06.
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding: str = "valid",
@@ -173,7 +173,7 @@ def init_he(module: nn.Module) -> None:
     For a 2x2 up-convolution with stride 2 each output pixel sees exactly one kernel position
     of every input channel, so N is the number of input channels.
 
-    Built in notebook 02.
+    Built in notebook 02; used in notebooks 03, 04, 05, 06 and 12.
     """
     if isinstance(module, nn.ConvTranspose2d):
         fan_in = module.in_channels
@@ -189,6 +189,6 @@ def init_he(module: nn.Module) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters.
 
-    Used in notebook 00.
+    Used in notebooks 00, 04, 05, 06 and 12.
     """
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

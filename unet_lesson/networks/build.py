@@ -31,7 +31,7 @@ def build_network(config: UNetConfig | dict) -> nn.Module:
     or TernausNet11. TernausNet11's ``pretrained`` flag is honoured (the VGG11 weights are
     fetched again); when a checkpoint's weights follow, they replace them anyway.
 
-    Used in notebook 10.
+    Used in notebooks 10 and 12.
     """
     config = config if isinstance(config, UNetConfig) else UNetConfig(**config)
     return NETWORKS[config.arch].from_config(config)

@@ -39,7 +39,7 @@ class UNetConfig:
     it, and the training configuration (:class:`unet_lesson.config.TrainConfig`) holds one.
     The defaults are the paper's network.
 
-    Used in notebook 10.
+    Not built in a notebook: every network is built from one.
     """
 
     in_channels: int = 1  # 1 for the paper's grey images, 3 for RGB

@@ -122,7 +122,7 @@ class DecoderBlock(nn.Sequential):
     deconvolution). ``batch_norm`` adds batch norm after the 3x3 convolutions (not in the
     paper).
 
-    Used in notebook 12.
+    Not built in a notebook: :class:`TernausNet` calls it.
     """
 
     def __init__(self, in_channels: int, middle_channels: int, out_channels: int,

@@ -66,7 +66,7 @@ class UNet(Network):
     ``UNet(in_channels=1, num_classes=2)`` is the paper's network: 572x572 in, 388x388 out,
     23 convolution layers (31,030,658 parameters, computed: the paper gives no count).
 
-    Built in notebook 06, from the blocks of the lessons before it.
+    Built in notebook 06; used in notebooks 00, 04 and 05.
     """
 
     def __init__(self, config: UNetConfig | None = None, /, **fields):
