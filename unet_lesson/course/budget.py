@@ -82,7 +82,7 @@ HARDWARE = {
     "A100": Hardware("A100 (Colab)", 312.0, "bf16", 0.15, 12, ASSUMED),
     # this project's 2-core CPU, for a notebook whose CPU time was not measured yet: the
     # rate that makes notebook 10's estimate its measured CPU time
-    "cpu": Hardware("2-core CPU", 0.1, "bf16", 1.0, 1, "calibrated on notebook 10's measured "
+    "cpu": Hardware("2-core CPU", 0.2, "bf16", 1.0, 1, "calibrated on notebook 10's measured "
                     "CPU time", start_s=20.0),
 }
 
