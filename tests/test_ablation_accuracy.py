@@ -1,25 +1,19 @@
 """The accuracy ablation runs end to end at tiny size, resumes, never scores the test split,
 and cross-fits its post-processing over whole validation groups."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation_accuracy.py"
+from tiny import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("ablation_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/ablation_accuracy.py")
 
 
 def test_two_folds_keep_groups_whole_and_share_each_modality(ablation):

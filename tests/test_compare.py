@@ -4,7 +4,6 @@ data. Its costs are tested in tests/test_costs.py, its statistics in tests/test_
 import importlib.util
 import math
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,7 +17,6 @@ from unet_lesson.course.run import Run
 from unet_lesson.data import training_split
 from unet_lesson.networks import ARCHS, build_network, count_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1)
 pytestmark = [pytest.mark.filterwarnings("ignore:pretrained=True"),  # no torchvision here
               pytest.mark.usefixtures("one_thread")]  # networks a few channels wide (conftest)
@@ -180,10 +178,7 @@ def test_the_benchmark_script_prints_the_comparison(compared, tiny_data, tmp_pat
     _, out = compared
     root, _ = tiny_data
     copy = shutil.copytree(out, tmp_path / "runs")
-    spec = importlib.util.spec_from_file_location("compare_variants", ROOT / "benchmarks" /
-                                                  "compare_variants.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = tiny.load_script("benchmarks/compare_variants.py")
     monkeypatch.setenv("UNET_LESSON_DATA", str(tmp_path / "data"))  # the cache goes there
     monkeypatch.setattr(Run, "train", lambda *a, **k: pytest.fail("a finished run trained"))
     overrides = [f"{k}={v}" for k, v in TINY.items()] + ["val_every=1"]

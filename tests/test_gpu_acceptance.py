@@ -1,20 +1,15 @@
 """The GPU acceptance command runs end to end on the CPU at tiny size and writes its record."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_acceptance.py"
+from tiny import load_script
 
 
 @pytest.fixture(scope="module")
 def acceptance():
-    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gpu_acceptance.py")
 
 
 def test_the_tiny_run_measures_everything_it_reports(acceptance, tmp_path, monkeypatch):

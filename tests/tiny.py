@@ -1,4 +1,8 @@
-"""Tiny training configurations and data sets shared by the tests that train (seconds each)."""
+"""Tiny training configurations and data sets shared by the tests that train (seconds each),
+and the loader of the repository's scripts (benchmarks/, tools/) as modules."""
+
+import importlib.util
+from pathlib import Path
 
 from unet_lesson.config import preset
 from unet_lesson.data import load_dsb_folder, make_synthetic_dsb
@@ -25,3 +29,12 @@ def tiny_set(folder, seed: int, n_images: int = 10):
     root = make_synthetic_dsb(folder, n_images=n_images, seed=seed, image_size=64,
                               progress=False)
     return root, load_dsb_folder(root, cache=False, progress=False)
+
+
+def load_script(relative: str):
+    """A script of the repository (``"benchmarks/gpu_acceptance.py"``) imported as a module."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
