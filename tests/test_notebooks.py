@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
-MAX_BYTES = 1_500_000
+MAX_BYTES = 2_000_000  # the course's limit per notebook, figures of real images included
 
 
 def _load(path):
@@ -25,7 +25,7 @@ def _source(cell):
 
 
 def test_notebooks_exist_and_are_numbered_uniquely():
-    numbers = [p.name[:2] for p in NOTEBOOKS]
+    numbers = [re.match(r"\d\d[a-z]?", p.name).group() for p in NOTEBOOKS]  # 11 and 11b
     assert numbers, "no notebooks found"
     assert len(numbers) == len(set(numbers))
 
@@ -43,7 +43,7 @@ def test_notebook_skeleton(path):
     # never hard-code a device: torch.device("cuda"), .to("cuda"), device="cuda", .cuda()
     hard_coded = r"""(device\(|\.to\(|device\s*=\s*)["']cuda|\.cuda\(\)"""
     assert not re.search(hard_coded, code), "never hard-code a device"
-    if path.name[:2] not in {"00"}:
+    if path.name.split("_")[0] not in {"00", "11b", "12b"}:  # the bonus notebooks build nothing
         assert re.search(r"^#+ .*[Cc]heck", markdown, re.M), "no check-against-the-package section"
 
 
