@@ -90,7 +90,7 @@ def labels_to_rgb(labels: np.ndarray, image: np.ndarray | None = None, alpha: fl
     ``colour_of``: the id whose colour each label id gets (``colour_of[k]`` for id ``k``), e.g.
     a prediction coloured like the true nucleus it matches (:func:`paired_colours`).
 
-    Used in notebooks 01, 02, 03, 07, 08, 09, 10, 11 and 12.
+    Used in notebooks 01, 02, 03, 07, 08, 09, 10 and 11.
     """
     labels = np.asarray(labels)
     keys = labels if colour_of is None else np.asarray(colour_of)[labels]
@@ -322,7 +322,7 @@ def show_predictions(images: Sequence[np.ndarray], true_labels: Sequence[np.ndar
 
     ``predictions``: ``{name: [label image per row]}``.
 
-    Not built in a notebook: an image | truth | prediction panel for one's own runs.
+    Used in notebook 12.
     """
     from .metrics import dsb_score
 
